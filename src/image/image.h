@@ -1,0 +1,83 @@
+/* Declarations shared by the parts of the code image core. */
+#ifndef WS_IMAGE_H
+#define WS_IMAGE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "image_format.h"
+#include "layout.h"
+
+/* warmstart.ImageError, created by module.c. */
+extern PyObject *ws_ImageError;
+
+/* Fingerprint of the running interpreter, and the comparison the loader
+   makes.  ws_fingerprint_mismatch returns NULL when they agree, otherwise a
+   new str saying what differs. */
+void ws_fingerprint_fill(struct ws_fingerprint *fp);
+PyObject *ws_fingerprint_mismatch(const struct ws_fingerprint *theirs);
+PyObject *ws_fingerprint_to_dict(const struct ws_fingerprint *fp);
+
+#if WS_SUPPORTED
+
+/* image_write.c: write `entries`, an iterable of (name, code, meta) with
+   meta a dict (or None) of is_package, origin, source_size,
+   source_mtime_ns, source_hash.  Returns a summary dict. */
+PyObject *ws_write_image(PyObject *path, PyObject *entries,
+                         uint64_t preferred_base);
+
+/* interp_state.c: take n consecutive code versions from the interpreter's
+   counter, as the code object constructor would; 0 when it is exhausted. */
+uint32_t ws_take_code_versions(uint32_t n);
+
+/* Load-time state of one module. */
+struct ws_module_state {
+    PyObject *code;             /* the materialised code object, or NULL */
+    PyObject *error;            /* why it cannot be materialised, or NULL */
+    unsigned char entry_ok;     /* entry validated */
+    unsigned char busy;         /* materialisation under way */
+};
+
+typedef struct {
+    unsigned long long modules;     /* segments materialised */
+    unsigned long long code_objects;
+    unsigned long long atoms;       /* atoms resolved */
+    unsigned long long interned;    /* of which interned */
+    unsigned long long frozensets;
+    unsigned long long words_patched;
+    /* Time split, filled only when profiling is on. */
+    unsigned long long ns_checksum, ns_validate, ns_atoms, ns_patch,
+                       ns_frozensets;
+} ws_stats;
+
+/* image_load.c: an open image. */
+typedef struct {
+    unsigned char *base;        /* where the file is mapped */
+    uint64_t size;
+    int64_t delta;              /* base - preferred_base */
+    struct ws_header hdr;       /* validated copy */
+    const struct ws_module *modules;
+    const uint32_t *index;
+    const char *names;
+    unsigned char *atoms;
+    const struct ws_atom *atomidx;
+    unsigned char *heap;
+    const unsigned char *reloc;
+    PyObject **atom_objs;       /* resolved atoms, by number */
+    PyObject **const_objs;      /* runtime objects, by enum ws_const */
+    struct ws_module_state *mstate;
+    int profile;
+    ws_stats stats;
+} ws_image;
+
+int ws_image_open(ws_image *img, const char *path);
+void ws_image_release(ws_image *img);
+/* Entry number of a module, -1 if absent, -2 with an exception set. */
+Py_ssize_t ws_image_find(ws_image *img, const char *name, Py_ssize_t len);
+/* The validated entry i, or NULL with an exception set. */
+const struct ws_module *ws_image_entry(ws_image *img, uint32_t i);
+/* New reference to module i's code object, or NULL with an exception. */
+PyObject *ws_image_get_code(ws_image *img, uint32_t i);
+
+#endif /* WS_SUPPORTED */
+#endif /* WS_IMAGE_H */

@@ -1,0 +1,874 @@
+/* Loading a code image.
+ *
+ * The format is described in image_format.h and docs/image-format.md.  In
+ * short: objects are stored in the interpreter's own layout; words that
+ * cannot be stored as they will be in memory are tagged and marked in a
+ * per-module bitmap.  Loading is:
+ *
+ * Open (cost independent of the number of modules):
+ *   1. read the header, check magic, format version, size, its checksum
+ *      and the interpreter fingerprint;
+ *   2. mmap the whole file MAP_PRIVATE at the preferred address if it is
+ *      free (a hint, never MAP_FIXED), anywhere otherwise;
+ *   3. allocate zeroed side tables (resolved atoms, module states).
+ *
+ * Materialise one module, on its first request:
+ *   1. check the entry's checksum and bounds, then the segment's checksum;
+ *   2. walk the segment object by object and check that every object is
+ *      well formed, that exactly the words that must be fixed up are marked,
+ *      that every heap pointer points to an earlier object of the same
+ *      segment (so the graph has no cycles) and every atom and constant
+ *      number is in range; resolve the atoms it uses (check, patch the type,
+ *      intern where a normal load interns);
+ *   3. point of no return: rewrite every marked word (heap pointers +
+ *      delta, atoms, runtime singletons, types); give code objects a
+ *      fresh version where the interpreter needs one;
+ *   4. build the frozensets, innermost first.
+ *
+ * Nothing is ever unmapped: the objects are immortal and may be referenced
+ * from anywhere until the process exits.  A failure leaves the module
+ * marked as failed, with the reason, and the caller falls back.
+ */
+#include "image.h"
+
+#if WS_SUPPORTED
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checksum.h"
+
+static unsigned long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull
+           + (unsigned long long)ts.tv_nsec;
+}
+
+/* The running interpreter's types, by enum ws_type. */
+static PyTypeObject *
+type_of(uint64_t code)
+{
+    switch (code) {
+    case WS_TYPE_CODE: return &PyCode_Type;
+    case WS_TYPE_TUPLE: return &PyTuple_Type;
+    case WS_TYPE_STR: return &PyUnicode_Type;
+    case WS_TYPE_BYTES: return &PyBytes_Type;
+    case WS_TYPE_INT: return &PyLong_Type;
+    case WS_TYPE_FLOAT: return &PyFloat_Type;
+    case WS_TYPE_COMPLEX: return &PyComplex_Type;
+    default: return NULL;
+    }
+}
+
+static int
+bad_image(ws_image *img, const char *what)
+{
+    (void)img;
+    PyErr_Format(ws_ImageError, "corrupt image: %s", what);
+    return -1;
+}
+
+/* ---- Open ----------------------------------------------------------- */
+
+static int
+check_section(const struct ws_header *h, enum ws_section s, uint64_t min_size)
+{
+    const struct ws_section_entry *e = &h->sections[s];
+    return e->offset % WS_PAGE_SIZE == 0 && e->offset >= WS_PAGE_SIZE
+           && e->offset <= h->file_size && e->size <= h->file_size - e->offset
+           && e->size >= min_size;
+}
+
+static int
+check_header(const struct ws_header *h, uint64_t file_size, const char *path)
+{
+    if (memcmp(h->magic, WS_MAGIC, WS_MAGIC_SIZE) != 0) {
+        if (h->magic[0] == WS_MAGIC_UNFINISHED
+            && memcmp(h->magic + 1, WS_MAGIC + 1, WS_MAGIC_SIZE - 1) == 0) {
+            PyErr_Format(ws_ImageError, "%s: image was not completely written",
+                         path);
+        }
+        else {
+            PyErr_Format(ws_ImageError, "%s: not a warmstart image", path);
+        }
+        return -1;
+    }
+    if (h->format_version != WS_FORMAT_VERSION
+        || h->header_size != sizeof(struct ws_header)) {
+        PyErr_Format(ws_ImageError, "%s: image format %u, this warmstart "
+                     "reads format %d", path, h->format_version,
+                     WS_FORMAT_VERSION);
+        return -1;
+    }
+    struct ws_header copy = *h;
+    copy.header_check = 0;
+    if (ws_checksum(&copy, sizeof copy) != h->header_check) {
+        PyErr_Format(ws_ImageError, "%s: corrupt image (header checksum)", path);
+        return -1;
+    }
+    if (h->file_size != file_size) {
+        PyErr_Format(ws_ImageError, "%s: image is %llu bytes, expected %llu "
+                     "(truncated or extended)", path,
+                     (unsigned long long)file_size,
+                     (unsigned long long)h->file_size);
+        return -1;
+    }
+    PyObject *why = ws_fingerprint_mismatch(&h->fingerprint);
+    if (why != NULL) {
+        PyErr_Format(ws_ImageError, "%s: image was written by another "
+                     "interpreter: %U", path, why);
+        Py_DECREF(why);
+        return -1;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    int ok = h->preferred_base % WS_PAGE_SIZE == 0
+             && (h->index_slots & (h->index_slots - 1)) == 0
+             && h->index_slots > h->n_modules
+             && check_section(h, WS_SEC_MODULES,
+                              (uint64_t)h->n_modules * sizeof(struct ws_module))
+             && h->sections[WS_SEC_MODULES].size
+                == (uint64_t)h->n_modules * sizeof(struct ws_module)
+             && check_section(h, WS_SEC_INDEX, (uint64_t)h->index_slots * 4)
+             && check_section(h, WS_SEC_NAMES, 0)
+             && check_section(h, WS_SEC_ATOMS, 0)
+             && h->sections[WS_SEC_ATOMS].size / 8 <= UINT32_MAX
+             && check_section(h, WS_SEC_ATOMIDX,
+                              (uint64_t)h->n_atoms * sizeof(struct ws_atom))
+             && check_section(h, WS_SEC_HEAP, 0)
+             && h->sections[WS_SEC_HEAP].offset == WS_PAGE_SIZE
+             && h->sections[WS_SEC_HEAP].size % 8 == 0
+             && check_section(h, WS_SEC_RELOC, 0);
+    if (!ok) {
+        PyErr_Format(ws_ImageError, "%s: corrupt image (section table)", path);
+        return -1;
+    }
+    return 0;
+}
+
+int
+ws_image_open(ws_image *img, const char *path)
+{
+    memset(img, 0, sizeof *img);
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(ws_ImageError, "code images can only be used in the "
+                        "main interpreter");
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    struct stat st;
+    void *map = MAP_FAILED;
+    struct ws_header *h = &img->hdr;
+    if (fstat(fd, &st) < 0) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)
+        || (uint64_t)st.st_size < sizeof(struct ws_header)) {
+        PyErr_Format(ws_ImageError, "%s: not a warmstart image (too small)",
+                     path);
+        goto fail;
+    }
+    ssize_t n = pread(fd, h, sizeof *h, 0);
+    if (n != (ssize_t)sizeof *h) {
+        if (n < 0) {
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        }
+        else {
+            PyErr_Format(ws_ImageError, "%s: short read", path);
+        }
+        goto fail;
+    }
+    if (check_header(h, (uint64_t)st.st_size, path) < 0) {
+        goto fail;
+    }
+    /* A hint, not MAP_FIXED: an occupied range makes the kernel choose. */
+    map = mmap((void *)(uintptr_t)h->preferred_base, h->file_size,
+               PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    img->base = map;
+    img->size = h->file_size;
+    img->delta = (int64_t)((uintptr_t)map - h->preferred_base);
+    img->modules = (const struct ws_module *)(img->base
+                                              + h->sections[WS_SEC_MODULES].offset);
+    img->index = (const uint32_t *)(img->base + h->sections[WS_SEC_INDEX].offset);
+    img->names = (const char *)(img->base + h->sections[WS_SEC_NAMES].offset);
+    img->atoms = img->base + h->sections[WS_SEC_ATOMS].offset;
+    img->atomidx = (const struct ws_atom *)(img->base
+                                            + h->sections[WS_SEC_ATOMIDX].offset);
+    img->heap = img->base + h->sections[WS_SEC_HEAP].offset;
+    img->reloc = img->base + h->sections[WS_SEC_RELOC].offset;
+    img->atom_objs = PyMem_Calloc(h->n_atoms ? h->n_atoms : 1, sizeof(PyObject *));
+    img->const_objs = PyMem_Calloc(WS_CONST_END, sizeof(PyObject *));
+    img->mstate = PyMem_Calloc(h->n_modules ? h->n_modules : 1,
+                               sizeof(struct ws_module_state));
+    if (img->atom_objs == NULL || img->const_objs == NULL
+        || img->mstate == NULL) {
+        PyErr_NoMemory();
+        ws_image_release(img);
+        /* Nothing from the mapping has been handed out yet. */
+        munmap(map, h->file_size);
+        img->base = NULL;
+        return -1;
+    }
+    return 0;
+
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return -1;
+}
+
+/* Free the side tables.  The mapping stays: objects in it may be alive. */
+void
+ws_image_release(ws_image *img)
+{
+    if (img->mstate != NULL) {
+        for (uint32_t i = 0; i < img->hdr.n_modules; i++) {
+            Py_CLEAR(img->mstate[i].error);
+        }
+    }
+    PyMem_Free(img->atom_objs);
+    PyMem_Free(img->const_objs);
+    PyMem_Free(img->mstate);
+    img->atom_objs = NULL;
+    img->const_objs = NULL;
+    img->mstate = NULL;
+}
+
+/* ---- Module index --------------------------------------------------- */
+
+static int
+entry_valid(ws_image *img, const struct ws_module *e)
+{
+    const struct ws_header *h = &img->hdr;
+    uint64_t names = h->sections[WS_SEC_NAMES].size;
+    uint64_t heap = h->sections[WS_SEC_HEAP].size;
+    uint64_t reloc = h->sections[WS_SEC_RELOC].size;
+    if ((uint64_t)e->name_off + e->name_len > names
+        || (uint64_t)e->origin_off + e->origin_len > names
+        || e->seg_off % 8 || e->seg_size % 8 || e->seg_size == 0
+        || e->seg_off > heap || e->seg_size > heap - e->seg_off
+        || e->root_off < e->seg_off || e->root_off % 8
+        || e->root_off - e->seg_off >= e->seg_size
+        || e->reloc_off % 8 || e->reloc_off > reloc
+        || (e->seg_size / 8 + 7) / 8 > reloc - e->reloc_off) {
+        return 0;
+    }
+    struct ws_module copy = *e;
+    copy.entry_check = 0;
+    ws_checksum_state st;
+    ws_checksum_init(&st);
+    ws_checksum_update(&st, &copy, sizeof copy);
+    ws_checksum_update(&st, img->names + e->name_off, e->name_len);
+    ws_checksum_update(&st, img->names + e->origin_off, e->origin_len);
+    return ws_checksum_final(&st) == e->entry_check;
+}
+
+const struct ws_module *
+ws_image_entry(ws_image *img, uint32_t i)
+{
+    if (i >= img->hdr.n_modules) {
+        PyErr_SetString(PyExc_IndexError, "module number out of range");
+        return NULL;
+    }
+    const struct ws_module *e = &img->modules[i];
+    if (!img->mstate[i].entry_ok) {
+        if (!entry_valid(img, e)) {
+            bad_image(img, "module entry");
+            return NULL;
+        }
+        img->mstate[i].entry_ok = 1;
+    }
+    return e;
+}
+
+Py_ssize_t
+ws_image_find(ws_image *img, const char *name, Py_ssize_t len)
+{
+    uint32_t mask = img->hdr.index_slots - 1;
+    uint32_t s = (uint32_t)ws_checksum(name, (size_t)len) & mask;
+    for (uint32_t probes = 0; probes <= mask; probes++, s = (s + 1) & mask) {
+        uint32_t v = img->index[s];
+        if (v == 0) {
+            return -1;
+        }
+        if (v > img->hdr.n_modules) {
+            bad_image(img, "module index");
+            return -2;
+        }
+        const struct ws_module *e = ws_image_entry(img, v - 1);
+        if (e == NULL) {
+            return -2;
+        }
+        if (e->name_len == (uint64_t)len
+            && memcmp(img->names + e->name_off, name, (size_t)len) == 0) {
+            return v - 1;
+        }
+    }
+    return -1;
+}
+
+/* ---- Atoms and runtime constants ------------------------------------ */
+
+static const char *
+check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
+{
+    Py_ssize_t refcnt = ((PyObject *)p)->ob_refcnt;
+    if (refcnt != WS_IMMORTAL_REFCNT) {
+        return "atom reference count";
+    }
+    switch (type) {
+    case WS_TYPE_STR: {
+        PyASCIIObject *a = (PyASCIIObject *)p;
+        unsigned int kind = a->state.kind;
+        uint64_t head = a->state.ascii ? sizeof(PyASCIIObject)
+                                       : sizeof(PyCompactUnicodeObject);
+        if (!a->state.compact || a->state.interned
+            || (kind != 1 && kind != 2 && kind != 4)
+            || (a->state.ascii && kind != 1) || a->length < 1
+            || size < head
+            || (uint64_t)a->length >= (size - head) / kind) {
+            return "atom string header";
+        }
+        break;
+    }
+    case WS_TYPE_BYTES: {
+        Py_ssize_t n = Py_SIZE((PyObject *)p);
+        if (n < 2 || (uint64_t)n >= size - offsetof(PyBytesObject, ob_sval)) {
+            return "atom bytes size";
+        }
+        break;
+    }
+    case WS_TYPE_INT: {
+        Py_ssize_t nd = ws_long_ndigits((PyObject *)p);
+        if (nd < 1 || (uint64_t)nd > (size - WS_LONG_DIGITS_OFFSET) / sizeof(digit)) {
+            return "atom int size";
+        }
+        break;
+    }
+    case WS_TYPE_FLOAT:
+        if (size < sizeof(PyFloatObject)) {
+            return "atom float size";
+        }
+        break;
+    case WS_TYPE_COMPLEX:
+        if (size < sizeof(PyComplexObject)) {
+            return "atom complex size";
+        }
+        break;
+    default:
+        return "atom type";
+    }
+    return NULL;
+}
+
+/* The object for atom i, resolved on first use: checked, typed, interned
+   where a normal load would intern it.  Borrowed (the image owns it). */
+static PyObject *
+resolve_atom(ws_image *img, uint64_t i)
+{
+    if (i >= img->hdr.n_atoms) {
+        bad_image(img, "atom number");
+        return NULL;
+    }
+    if (img->atom_objs[i] != NULL) {
+        return img->atom_objs[i];
+    }
+    unsigned long long t0 = img->profile ? now_ns() : 0;
+    const struct ws_atom *a = &img->atomidx[i];
+    uint64_t off = (uint64_t)a->offset8 * 8, size = a->size;
+    if (size < sizeof(PyObject) + 8 || size % 8
+        || off > img->hdr.sections[WS_SEC_ATOMS].size
+        || size > img->hdr.sections[WS_SEC_ATOMS].size - off) {
+        bad_image(img, "atom bounds");
+        return NULL;
+    }
+    unsigned char *p = img->atoms + off;
+    uint64_t c = ws_checksum(p, size);
+    if (((uint32_t)(c ^ (c >> 32)) ^ a->flags) != a->check) {
+        bad_image(img, "atom checksum");
+        return NULL;
+    }
+    uint64_t tw;
+    memcpy(&tw, p + offsetof(PyObject, ob_type), sizeof tw);
+    const char *why = (tw & WS_TAG_MASK) == WS_REF_TYPE
+                      ? check_atom_object(p, size, tw >> WS_TAG_BITS)
+                      : "atom type";
+    if (why != NULL) {
+        bad_image(img, why);
+        return NULL;
+    }
+    PyObject *op = (PyObject *)p;
+    Py_SET_TYPE(op, type_of(tw >> WS_TAG_BITS));
+    if (PyUnicode_CheckExact(op)) {
+        ws_str_fix_at_load(op);
+        if (a->flags & WS_ATOM_INTERN) {
+            /* Release builds only (layout.h): the string is immortal (3.12+)
+               or has a count no program can bring to zero (3.11), so it can
+               become the canonical interned object; if the runtime already
+               has one, that one is used instead. */
+            PyUnicode_InternInPlace(&op);
+            img->stats.interned++;
+        }
+    }
+    img->atom_objs[i] = op;
+    img->stats.atoms++;
+    if (img->profile) {
+        img->stats.ns_atoms += now_ns() - t0;
+    }
+    return op;
+}
+
+static int
+const_valid(uint64_t v)
+{
+    return v <= WS_CONST_EMPTY_FROZENSET
+           || (v >= WS_CONST_CHAR && v < WS_CONST_END);
+}
+
+/* New reference to the runtime object for constant v (already checked). */
+static PyObject *
+make_const(uint64_t v)
+{
+    if (v >= WS_CONST_SMALL_INT) {
+        return PyLong_FromLong((long)v - WS_CONST_SMALL_INT + WS_SMALL_INT_MIN);
+    }
+    if (v >= WS_CONST_BYTE) {
+        char c = (char)(v - WS_CONST_BYTE);
+        return PyBytes_FromStringAndSize(&c, 1);
+    }
+    if (v >= WS_CONST_CHAR_INTERNED) {
+        PyObject *s = PyUnicode_FromOrdinal((int)(v - WS_CONST_CHAR_INTERNED));
+        if (s != NULL) {
+            PyUnicode_InternInPlace(&s);
+        }
+        return s;
+    }
+    if (v >= WS_CONST_CHAR) {
+        return PyUnicode_FromOrdinal((int)(v - WS_CONST_CHAR));
+    }
+    switch (v) {
+    case WS_CONST_NONE: return Py_NewRef(Py_None);
+    case WS_CONST_TRUE: return Py_NewRef(Py_True);
+    case WS_CONST_FALSE: return Py_NewRef(Py_False);
+    case WS_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
+    case WS_CONST_EMPTY_TUPLE: return PyTuple_New(0);
+    case WS_CONST_EMPTY_STR: return PyUnicode_New(0, 0);
+    case WS_CONST_EMPTY_BYTES: return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    Py_UNREACHABLE();
+}
+
+/* The runtime object for constant v, cached per image.  Borrowed: the
+   cache holds one reference per constant for as long as the process
+   lives, which covers every slot that points to it. */
+static PyObject *
+resolve_const(ws_image *img, uint64_t v)
+{
+    if (!const_valid(v)) {
+        bad_image(img, "constant number");
+        return NULL;
+    }
+    PyObject *op = img->const_objs[v];
+    if (op == NULL) {
+        op = img->const_objs[v] = make_const(v);
+    }
+    return op;
+}
+
+/* ---- Materialising a module ----------------------------------------- */
+
+typedef struct {
+    ws_image *img;
+    uint64_t *words;            /* the segment */
+    const unsigned char *bitmap;
+    uint64_t nwords;
+    uint64_t lo;                /* preferred address of the segment */
+    uint64_t marked;            /* words the objects say must be marked */
+    uint32_t n_code;
+    size_t n_frozensets;
+} segment;
+
+static int
+is_marked(const segment *s, uint64_t word)
+{
+    return word < s->nwords && (s->bitmap[word / 8] >> (word % 8)) & 1;
+}
+
+/* Type of the object whose header starts at word `w`, or 0. */
+static uint64_t
+type_at(const segment *s, uint64_t w)
+{
+    uint64_t t = w + offsetof(PyObject, ob_type) / 8;
+    if (!is_marked(s, t) || (s->words[t] & WS_TAG_MASK) != WS_REF_TYPE) {
+        return 0;
+    }
+    return s->words[t] >> WS_TAG_BITS;
+}
+
+/* enum ws_type of a runtime object, 0 for anything else. */
+static uint64_t
+ws_type_of(PyObject *op)
+{
+    PyTypeObject *t = Py_TYPE(op);
+    for (uint64_t i = 1; i < WS_TYPE_COUNT; i++) {
+        if (type_of(i) == t) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* Check a marked word that refers to an object, in the object that starts
+   at word `obj`; *type_out is the referent's enum ws_type (0: other). */
+static int
+check_ref(segment *s, uint64_t obj, uint64_t v, uint64_t *type_out)
+{
+    uint64_t kind = v & WS_TAG_MASK;
+    PyObject *op;
+    *type_out = 0;
+    switch (kind) {
+    case WS_REF_HEAP:
+    case WS_REF_FROZENSET: {
+        uint64_t addr = v & ~WS_TAG_MASK;
+        /* An earlier object of the same segment: no cycles, no escapes. */
+        if (addr < s->lo || addr >= s->lo + obj * 8) {
+            return bad_image(s->img, "heap pointer out of range");
+        }
+        uint64_t t = type_at(s, (addr - s->lo) / 8);
+        if (t == 0 || (kind == WS_REF_FROZENSET && t != WS_TYPE_TUPLE)) {
+            return bad_image(s->img, "heap pointer to a non-object");
+        }
+        if (kind == WS_REF_FROZENSET) {
+            s->n_frozensets++;
+            t = 0;
+        }
+        *type_out = t;
+        return 0;
+    }
+    case WS_REF_ATOM:
+        op = resolve_atom(s->img, v >> WS_TAG_BITS);
+        break;
+    case WS_REF_CONST:
+        if ((v >> WS_TAG_BITS) == WS_CONST_EMPTY_FROZENSET) {
+            /* Built with the other sets in pass 3. */
+            s->n_frozensets++;
+            return 0;
+        }
+        op = resolve_const(s->img, v >> WS_TAG_BITS);
+        break;
+    default:
+        return bad_image(s->img, "bad reference tag");
+    }
+    if (op == NULL) {
+        return -1;
+    }
+    *type_out = ws_type_of(op);
+    return 0;
+}
+
+/* Check the reference in word `at` of the object at word `obj`: it must
+   be marked, and refer to an object of type `want` unless that is 0. */
+static int
+check_field(segment *s, uint64_t obj, uint64_t at, uint64_t want)
+{
+    uint64_t t;
+    if (!is_marked(s, at)) {
+        return bad_image(s->img, "unmarked reference");
+    }
+    s->marked++;
+    if (check_ref(s, obj, s->words[at], &t) < 0) {
+        return -1;
+    }
+    if (want != 0 && t != want) {
+        return bad_image(s->img, "wrong type in a code object field");
+    }
+    return 0;
+}
+
+/* Pass 1: walk the objects of the segment in order and check them. */
+static int
+validate_segment(segment *s, uint64_t root_word)
+{
+    const uint64_t gc_words = WS_GC_HEAD_SIZE / 8;
+    uint64_t w = 0;
+    int root_seen = 0;
+    while (w < s->nwords) {
+        uint64_t t = type_at(s, w);
+        if (t == 0 && w + gc_words < s->nwords && s->words[w] == 0
+            && s->words[w + 1] == 0) {
+            /* A zeroed GC head, then a GC object. */
+            w += gc_words;
+            t = type_at(s, w);
+            if (t != WS_TYPE_TUPLE) {
+                return bad_image(s->img, "object after GC head");
+            }
+        }
+        else if (t != WS_TYPE_CODE) {
+            return bad_image(s->img, "object header");
+        }
+        if ((Py_ssize_t)s->words[w] != WS_IMMORTAL_REFCNT) {
+            return bad_image(s->img, "object reference count");
+        }
+        s->marked++;            /* the type word */
+        root_seen |= (w == root_word && t == WS_TYPE_CODE);
+        Py_ssize_t n = ((PyVarObject *)&s->words[w])->ob_size;
+        uint64_t room = s->nwords - w;
+        if (t == WS_TYPE_TUPLE) {
+            uint64_t head = offsetof(PyTupleObject, ob_item) / 8;
+            if (n < 1 || (uint64_t)n > room - head) {
+                return bad_image(s->img, "tuple size");
+            }
+            for (uint64_t i = 0; i < (uint64_t)n; i++) {
+                if (check_field(s, w, w + head + i, 0) < 0) {
+                    return -1;
+                }
+            }
+            w += head + (uint64_t)n;
+        }
+        else {
+            uint64_t head = offsetof(PyCodeObject, co_code_adaptive);
+            if (n < 1 || (uint64_t)n > (room * 8 - head) / WS_CODE_UNIT_SIZE) {
+                return bad_image(s->img, "code size");
+            }
+#define CHECK_CODE_FIELD(f, want) \
+            if (check_field(s, w, w + offsetof(PyCodeObject, f) / 8, want) < 0) { \
+                return -1; \
+            }
+            CHECK_CODE_FIELD(co_consts, WS_TYPE_TUPLE)
+            CHECK_CODE_FIELD(co_names, WS_TYPE_TUPLE)
+            CHECK_CODE_FIELD(co_exceptiontable, WS_TYPE_BYTES)
+            CHECK_CODE_FIELD(co_localsplusnames, WS_TYPE_TUPLE)
+            CHECK_CODE_FIELD(co_localspluskinds, WS_TYPE_BYTES)
+            CHECK_CODE_FIELD(co_filename, WS_TYPE_STR)
+            CHECK_CODE_FIELD(co_name, WS_TYPE_STR)
+            CHECK_CODE_FIELD(co_qualname, WS_TYPE_STR)
+            CHECK_CODE_FIELD(co_linetable, WS_TYPE_BYTES)
+#undef CHECK_CODE_FIELD
+            w += (head + (uint64_t)n * WS_CODE_UNIT_SIZE + 7) / 8;
+            s->n_code++;
+        }
+    }
+    if (!root_seen) {
+        return bad_image(s->img, "module root is not a code object");
+    }
+    /* Exactly the words the objects need are marked, no others. */
+    uint64_t total = 0;
+    uint64_t nbytes = (s->nwords + 7) / 8;
+    for (uint64_t i = 0; i < nbytes; i++) {
+        unsigned char b = s->bitmap[i];
+        if (i == nbytes - 1 && s->nwords % 8) {
+            b &= (unsigned char)((1u << (s->nwords % 8)) - 1);
+        }
+        total += (uint64_t)__builtin_popcount(b);
+    }
+    if (total != s->marked) {
+        return bad_image(s->img, "relocation bitmap");
+    }
+    return 0;
+}
+
+/* Pass 2: rewrite every marked word.  Cannot fail. */
+static void
+patch_segment(segment *s, uint64_t **frozen)
+{
+    ws_image *img = s->img;
+    uint64_t delta = (uint64_t)img->delta;
+#if WS_NEEDS_CODE_VERSION
+    const uint64_t type_word = offsetof(PyObject, ob_type) / 8;
+    uint32_t version = ws_take_code_versions(s->n_code);
+#endif
+    size_t nf = 0;
+    uint64_t nbytes8 = (s->nwords + 63) / 64;
+    for (uint64_t chunk = 0; chunk < nbytes8; chunk++) {
+        uint64_t bits = 0;
+        uint64_t avail = (s->nwords + 7) / 8 - chunk * 8;
+        memcpy(&bits, s->bitmap + chunk * 8, avail < 8 ? avail : 8);
+        while (bits) {
+            uint64_t i = chunk * 64 + (uint64_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (i >= s->nwords) {
+                break;
+            }
+            uint64_t v = s->words[i];
+            uint64_t arg = v >> WS_TAG_BITS;
+            switch (v & WS_TAG_MASK) {
+            case WS_REF_HEAP:
+                s->words[i] = v + delta;
+                break;
+            case WS_REF_ATOM:
+                s->words[i] = (uint64_t)(uintptr_t)img->atom_objs[arg];
+                break;
+            case WS_REF_CONST:
+                if (arg == WS_CONST_EMPTY_FROZENSET) {
+                    frozen[nf++] = &s->words[i];
+                    s->words[i] = 0;
+                }
+                else {
+                    s->words[i] = (uint64_t)(uintptr_t)img->const_objs[arg];
+                }
+                break;
+            case WS_REF_TYPE:
+                s->words[i] = (uint64_t)(uintptr_t)type_of(arg);
+#if WS_NEEDS_CODE_VERSION
+                if (arg == WS_TYPE_CODE) {
+                    PyCodeObject *co = (PyCodeObject *)&s->words[i - type_word];
+                    co->co_version = version;
+                    if (version != 0) {
+                        version++;
+                    }
+                }
+#endif
+                break;
+            case WS_REF_FROZENSET:
+                /* Built in pass 3; None meanwhile keeps the word valid. */
+                frozen[nf++] = &s->words[i];
+                s->words[i] = (v & ~WS_TAG_MASK) + delta;
+                break;
+            }
+            img->stats.words_patched++;
+        }
+    }
+}
+
+PyObject *
+ws_image_get_code(ws_image *img, uint32_t i)
+{
+    const struct ws_module *e = ws_image_entry(img, i);
+    if (e == NULL) {
+        return NULL;
+    }
+    struct ws_module_state *ms = &img->mstate[i];
+    if (ms->code != NULL) {
+        return Py_NewRef(ms->code);
+    }
+    if (ms->error != NULL) {
+        PyErr_SetObject(ws_ImageError, ms->error);
+        return NULL;
+    }
+    if (ms->busy) {
+        PyErr_SetString(ws_ImageError, "module is being materialised "
+                        "(re-entrant request)");
+        return NULL;
+    }
+    ms->busy = 1;
+    int prof = img->profile;
+    unsigned long long t0 = prof ? now_ns() : 0, t1;
+    segment s = {
+        .img = img,
+        .words = (uint64_t *)(img->heap + e->seg_off),
+        .bitmap = img->reloc + e->reloc_off,
+        .nwords = e->seg_size / 8,
+        .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
+    };
+    uint64_t **frozen = NULL;
+    PyObject *code = NULL;
+    ws_checksum_state st;
+    ws_checksum_init(&st);
+    ws_checksum_update(&st, s.words, e->seg_size);
+    ws_checksum_update(&st, s.bitmap, (s.nwords + 7) / 8);
+    if (ws_checksum_final(&st) != e->seg_check) {
+        bad_image(img, "module checksum");
+        goto fail;
+    }
+    if (prof) {
+        t1 = now_ns();
+        img->stats.ns_checksum += t1 - t0;
+        t0 = t1;
+    }
+    if (validate_segment(&s, (e->root_off - e->seg_off) / 8) < 0) {
+        goto fail;
+    }
+    if (s.n_code != e->n_code) {
+        bad_image(img, "code object count");
+        goto fail;
+    }
+    frozen = PyMem_Malloc(sizeof(uint64_t *) * (s.n_frozensets + 1));
+    if (frozen == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    if (prof) {
+        t1 = now_ns();
+        img->stats.ns_validate += t1 - t0;
+        t0 = t1;
+    }
+
+    /* Point of no return: from here the segment is rewritten in place. */
+    patch_segment(&s, frozen);
+    if (prof) {
+        t1 = now_ns();
+        img->stats.ns_patch += t1 - t0;
+        t0 = t1;
+    }
+    /* Pass 3: frozensets, in address order, so that sets nested in the
+       items of another set exist before it is built. */
+    for (size_t k = 0; k < s.n_frozensets; k++) {
+        /* The items tuple, or 0 for an empty set. */
+        PyObject *items = (PyObject *)(uintptr_t)*frozen[k];
+        *frozen[k] = (uint64_t)(uintptr_t)Py_None;
+        PyObject *fs = PyFrozenSet_New(items);
+        if (fs == NULL) {
+            goto fail;
+        }
+        /* The image keeps this reference forever. */
+        *frozen[k] = (uint64_t)(uintptr_t)fs;
+        img->stats.frozensets++;
+    }
+    if (prof) {
+        img->stats.ns_frozensets += now_ns() - t0;
+    }
+    code = (PyObject *)(img->heap + e->root_off);
+    img->stats.modules++;
+    img->stats.code_objects += s.n_code;
+    ms->code = code;
+    ms->busy = 0;
+    PyMem_Free(frozen);
+    return Py_NewRef(code);
+
+fail:
+    PyMem_Free(frozen);
+    ms->busy = 0;
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *msg = value ? PyObject_Str(value) : NULL;
+        if (msg != NULL) {
+            ms->error = PyUnicode_FromFormat("module %.*s: %U",
+                                             (int)e->name_len,
+                                             img->names + e->name_off, msg);
+            Py_DECREF(msg);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (ms->error == NULL) {
+            return NULL;
+        }
+        PyErr_SetObject(ws_ImageError, ms->error);
+    }
+    return NULL;
+}
+
+#endif /* WS_SUPPORTED */

@@ -1,0 +1,336 @@
+/* warmstart._image: the Python face of the code image core.
+ *
+ *   Image(path, profile=False)   open an image (ImageError if unusable)
+ *     .get_code(name)            the module's code object, materialised once
+ *     .info(name)                the module's metadata (dict)
+ *     .modules()                 names of all modules, in image order
+ *     name in image              membership without materialising
+ *     .stats()                   counters (and times, when profiling)
+ *   write_image(path, entries, preferred_base)
+ *   fingerprint()                this interpreter's fingerprint (dict)
+ *   SUPPORTED                    False on builds whose layout is not known
+ */
+#include "image.h"
+
+PyObject *ws_ImageError;
+
+#if WS_SUPPORTED
+
+typedef struct {
+    PyObject_HEAD
+    ws_image img;
+    int open;
+    PyObject *path;
+} ImageObject;
+
+static int
+Image_init(ImageObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "profile", NULL};
+    PyObject *path = NULL;
+    int profile = 0;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "image already open");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p:Image", kwlist,
+                                     PyUnicode_FSConverter, &path, &profile)) {
+        return -1;
+    }
+    int r = ws_image_open(&self->img, PyBytes_AS_STRING(path));
+    if (r == 0) {
+        self->open = 1;
+        self->img.profile = profile;
+        self->path = PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(path));
+        r = self->path ? 0 : -1;
+    }
+    Py_DECREF(path);
+    return r;
+}
+
+static void
+Image_dealloc(ImageObject *self)
+{
+    if (self->open) {
+        ws_image_release(&self->img);
+    }
+    Py_XDECREF(self->path);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+check_open(ImageObject *self)
+{
+    if (!self->open) {
+        PyErr_SetString(PyExc_ValueError, "image is not open");
+        return -1;
+    }
+    return 0;
+}
+
+/* Entry number for `name`: -1 with KeyError set if absent, -2 on error. */
+static Py_ssize_t
+lookup(ImageObject *self, PyObject *name, int raise)
+{
+    if (check_open(self) < 0) {
+        return -2;
+    }
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "module name must be a str");
+        return -2;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(name, &len);
+    if (s == NULL) {
+        return -2;
+    }
+    Py_ssize_t i = ws_image_find(&self->img, s, len);
+    if (i == -1 && raise) {
+        PyErr_SetObject(PyExc_KeyError, name);
+    }
+    return i;
+}
+
+static PyObject *
+Image_get_code(ImageObject *self, PyObject *name)
+{
+    Py_ssize_t i = lookup(self, name, 1);
+    if (i < 0) {
+        return NULL;
+    }
+    return ws_image_get_code(&self->img, (uint32_t)i);
+}
+
+static PyObject *
+entry_info(ImageObject *self, uint32_t i)
+{
+    const struct ws_module *e = ws_image_entry(&self->img, i);
+    if (e == NULL) {
+        return NULL;
+    }
+    const char *names = self->img.names;
+    return Py_BuildValue(
+        "{s:s#,s:s#,s:O,s:L,s:K,s:K,s:I,s:K,s:O}",
+        "name", names + e->name_off, (Py_ssize_t)e->name_len,
+        "origin", names + e->origin_off, (Py_ssize_t)e->origin_len,
+        "is_package", (e->flags & WS_MODULE_PACKAGE) ? Py_True : Py_False,
+        "source_mtime_ns", (long long)e->source_mtime_ns,
+        "source_size", (unsigned long long)e->source_size,
+        "source_hash", (unsigned long long)e->source_hash,
+        "code_objects", (unsigned int)e->n_code,
+        "bytes", (unsigned long long)e->seg_size,
+        "materialised", self->img.mstate[i].code ? Py_True : Py_False);
+}
+
+static PyObject *
+Image_info(ImageObject *self, PyObject *name)
+{
+    Py_ssize_t i = lookup(self, name, 1);
+    if (i < 0) {
+        return NULL;
+    }
+    return entry_info(self, (uint32_t)i);
+}
+
+static PyObject *
+Image_modules(ImageObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    uint32_t n = self->img.hdr.n_modules;
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct ws_module *e = ws_image_entry(&self->img, i);
+        PyObject *s = e ? PyUnicode_DecodeUTF8(self->img.names + e->name_off,
+                                               e->name_len, "strict")
+                        : NULL;
+        if (s == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, s);
+    }
+    return list;
+}
+
+static PyObject *
+Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    const ws_stats *s = &self->img.stats;
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "modules", s->modules, "code_objects", s->code_objects,
+        "atoms", s->atoms, "interned", s->interned,
+        "frozensets", s->frozensets, "words_patched", s->words_patched,
+        "ns_checksum", s->ns_checksum,
+        "ns_validate", s->ns_validate - s->ns_atoms,
+        "ns_atoms", s->ns_atoms, "ns_patch", s->ns_patch,
+        "ns_frozensets", s->ns_frozensets);
+}
+
+static int
+Image_contains(ImageObject *self, PyObject *name)
+{
+    Py_ssize_t i = lookup(self, name, 0);
+    return i >= 0 ? 1 : (i == -1 ? 0 : -1);
+}
+
+static PyObject *
+Image_get_path(ImageObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->path ? self->path : Py_None);
+}
+
+static PyObject *
+Image_get_header(ImageObject *self, void *Py_UNUSED(c))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    const struct ws_header *h = &self->img.hdr;
+    PyObject *fp = ws_fingerprint_to_dict(&h->fingerprint);
+    if (fp == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue(
+        "{s:I,s:K,s:K,s:K,s:O,s:I,s:I,s:N}",
+        "format_version", h->format_version,
+        "file_size", (unsigned long long)h->file_size,
+        "preferred_base", (unsigned long long)h->preferred_base,
+        "mapped_base", (unsigned long long)(uintptr_t)self->img.base,
+        "relocated", self->img.delta ? Py_True : Py_False,
+        "modules", h->n_modules, "atoms", h->n_atoms,
+        "fingerprint", fp);
+}
+
+static PyMethodDef Image_methods[] = {
+    {"get_code", (PyCFunction)Image_get_code, METH_O,
+     "get_code(name) -> code\n\nThe module's code object, materialised on "
+     "first use.\nKeyError if absent, ImageError if it cannot be loaded."},
+    {"info", (PyCFunction)Image_info, METH_O,
+     "info(name) -> dict\n\nThe module's metadata."},
+    {"modules", (PyCFunction)Image_modules, METH_NOARGS,
+     "modules() -> list of module names"},
+    {"stats", (PyCFunction)Image_stats, METH_NOARGS,
+     "stats() -> dict of load counters (times only with profile=True)"},
+    {NULL}
+};
+
+static PyGetSetDef Image_getset[] = {
+    {"path", (getter)Image_get_path, NULL, "image file", NULL},
+    {"header", (getter)Image_get_header, NULL, "header fields (dict)", NULL},
+    {NULL}
+};
+
+static PySequenceMethods Image_as_sequence = {
+    .sq_contains = (objobjproc)Image_contains,
+};
+
+static PyTypeObject ImageType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "warmstart._image.Image",
+    .tp_basicsize = sizeof(ImageObject),
+    .tp_dealloc = (destructor)Image_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Image(path, profile=False)\n\nAn open code image.",
+    .tp_methods = Image_methods,
+    .tp_getset = Image_getset,
+    .tp_as_sequence = &Image_as_sequence,
+    .tp_init = (initproc)Image_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *
+write_image(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "entries", "preferred_base", NULL};
+    PyObject *path, *entries;
+    unsigned long long base;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "UOK:write_image", kwlist,
+                                     &path, &entries, &base)) {
+        return NULL;
+    }
+    return ws_write_image(path, entries, base);
+}
+
+#else /* !WS_SUPPORTED */
+
+static PyObject *
+write_image(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(args),
+            PyObject *Py_UNUSED(kwds))
+{
+    PyErr_SetString(ws_ImageError, "code images are not supported by this "
+                    "interpreter build");
+    return NULL;
+}
+
+#endif /* WS_SUPPORTED */
+
+static PyObject *
+fingerprint(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    struct ws_fingerprint fp;
+    ws_fingerprint_fill(&fp);
+    return ws_fingerprint_to_dict(&fp);
+}
+
+static PyMethodDef module_methods[] = {
+    {"write_image", (PyCFunction)(void (*)(void))write_image,
+     METH_VARARGS | METH_KEYWORDS,
+     "write_image(path, entries, preferred_base) -> summary dict\n\n"
+     "entries: iterable of (name, code, meta); meta is None or a dict with\n"
+     "is_package, origin, source_size, source_mtime_ns, source_hash.\n"
+     "Modules that cannot be stored are listed in summary['skipped']."},
+    {"fingerprint", fingerprint, METH_NOARGS,
+     "fingerprint() -> dict describing this interpreter's object layout"},
+    {NULL}
+};
+
+static struct PyModuleDef image_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "warmstart._image",
+    .m_doc = "Code images: compiled modules in the interpreter's own memory "
+             "layout, mapped instead of unmarshalled.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__image(void)
+{
+    PyObject *m = PyModule_Create(&image_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (ws_ImageError == NULL) {
+        ws_ImageError = PyErr_NewExceptionWithDoc(
+            "warmstart.ImageError",
+            "An image cannot be used: corrupt, truncated, foreign or written "
+            "by another interpreter.", PyExc_ImportError, NULL);
+        if (ws_ImageError == NULL) {
+            goto fail;
+        }
+    }
+    if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0
+        || PyModule_AddObjectRef(m, "SUPPORTED",
+                                 WS_SUPPORTED ? Py_True : Py_False) < 0) {
+        goto fail;
+    }
+#if WS_SUPPORTED
+    if (PyType_Ready(&ImageType) < 0
+        || PyModule_AddObjectRef(m, "Image", (PyObject *)&ImageType) < 0) {
+        goto fail;
+    }
+#endif
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
