@@ -11,6 +11,7 @@
  *   SUPPORTED                    False on builds whose layout is not known
  */
 #include "image.h"
+#include "checksum.h"
 
 PyObject *ws_ImageError;
 
@@ -281,7 +282,38 @@ fingerprint(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
     return ws_fingerprint_to_dict(&fp);
 }
 
+/* For tests: the checksum the format uses, so that they can build images
+   that are consistent but malformed. */
+static PyObject *
+checksum(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    uint64_t h = ws_checksum(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+/* For tests: a code object's co_version (0 before 3.12). */
+static PyObject *
+code_version(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    if (!PyCode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "expected a code object");
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyLong_FromUnsignedLong(((PyCodeObject *)arg)->co_version);
+#else
+    return PyLong_FromLong(0);
+#endif
+}
+
 static PyMethodDef module_methods[] = {
+    {"_checksum", checksum, METH_O, "checksum used by the image format"},
+    {"_code_version", code_version, METH_O, "co_version of a code object"},
     {"write_image", (PyCFunction)(void (*)(void))write_image,
      METH_VARARGS | METH_KEYWORDS,
      "write_image(path, entries, preferred_base) -> summary dict\n\n"

@@ -8,6 +8,7 @@ import importlib.machinery
 import os
 import sys
 import sysconfig
+import warnings
 
 from . import _image
 
@@ -39,7 +40,12 @@ def compile_module(path, optimize=-1):
     """Compile the source file *path* as SourceLoader.source_to_code does."""
     with open(path, "rb") as f:
         source = f.read()
-    return compile(source, path, "exec", dont_inherit=True, optimize=optimize)
+    with warnings.catch_warnings():
+        # Warnings about the source (invalid escapes...) belong to the run
+        # that imports it, not to the build.
+        warnings.simplefilter("ignore")
+        return compile(source, path, "exec", dont_inherit=True,
+                       optimize=optimize)
 
 
 def source_meta(path, is_package):

@@ -1,0 +1,142 @@
+"""Materialising code from an image vs unmarshalling the same .pyc bytes.
+
+Builds one image of the whole standard library, then, in fresh processes
+run alternately so that both see the same machine state:
+
+  marshal   every module's .pyc body is already in memory; time
+            marshal.loads() over all of them;
+  image     the image is opened; time get_code() over all modules.
+
+Each side runs in a new process because an image materialises a module
+once per process.  Prints medians, the ratio, where the image's time goes,
+and the image size against the .pyc files it replaces.
+
+    python bench/materialise.py [--repeat N] [--no-tests] [--json FILE]
+"""
+import argparse
+import json
+import marshal
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+import warmstart  # noqa: E402
+from warmstart import image  # noqa: E402
+
+CHILD = r"""
+import json, marshal, resource, sys, time
+mode, image_path, blobs_path = sys.argv[1:4]
+def minflt():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+if mode == "marshal":
+    with open(blobs_path, "rb") as f:
+        blobs = marshal.load(f)
+    f0 = minflt(); t0 = time.perf_counter_ns()
+    for b in blobs:
+        marshal.loads(b)
+    t1 = time.perf_counter_ns()
+    print(json.dumps({"ns": t1 - t0, "minflt": minflt() - f0}))
+else:
+    import warmstart
+    profile = mode == "profile"
+    t0 = time.perf_counter_ns()
+    img = warmstart.Image(image_path, profile=profile)
+    t1 = time.perf_counter_ns()
+    names = img.modules()
+    f0 = minflt(); t2 = time.perf_counter_ns()
+    for n in names:
+        img.get_code(n)
+    t3 = time.perf_counter_ns()
+    out = {"ns": t3 - t2, "open_ns": t1 - t0, "minflt": minflt() - f0}
+    out.update(img.stats())
+    print(json.dumps(out))
+"""
+
+
+def run_child(mode, image_path, blobs_path):
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, image_path, blobs_path],
+        check=True, capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "src")))
+    return json.loads(out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-tests", action="store_true",
+                    help="leave out the stdlib's test package")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+
+    mods = list(image.stdlib_modules(include_tests=not args.no_tests))
+    with tempfile.TemporaryDirectory() as tmp:
+        img_path = os.path.join(tmp, "stdlib.img")
+        t0 = time.perf_counter()
+        summary = warmstart.build_image(img_path, mods)
+        build_s = time.perf_counter() - t0
+        stored = set(warmstart.Image(img_path).modules())
+        # The .pyc bodies of exactly the modules in the image.
+        blobs = []
+        for name, path, _ in mods:
+            if name in stored:
+                blobs.append(marshal.dumps(image.compile_module(path)))
+        blobs_path = os.path.join(tmp, "blobs")
+        with open(blobs_path, "wb") as f:
+            marshal.dump(blobs, f)
+        pyc_bytes = sum(len(b) + 16 for b in blobs)
+
+        m_runs, i_runs = [], []
+        for _ in range(args.repeat):
+            m_runs.append(run_child("marshal", img_path, blobs_path))
+            i_runs.append(run_child("image", img_path, blobs_path))
+        prof = run_child("profile", img_path, blobs_path)
+
+    m_ms = statistics.median(r["ns"] for r in m_runs) / 1e6
+    i_ms = statistics.median(r["ns"] for r in i_runs) / 1e6
+    open_us = statistics.median(r["open_ns"] for r in i_runs) / 1e3
+    result = {
+        "python": sys.version.split()[0],
+        "modules": len(stored),
+        "code_objects": prof["code_objects"],
+        "skipped": len(summary["skipped"]),
+        "build_s": round(build_s, 2),
+        "marshal_ms": round(m_ms, 2),
+        "image_ms": round(i_ms, 2),
+        "speedup": round(m_ms / i_ms, 1),
+        "open_us": round(open_us, 1),
+        "pyc_bytes": pyc_bytes,
+        "image_bytes": summary["size"],
+        "size_ratio": round(summary["size"] / pyc_bytes, 2),
+        "minflt_marshal": statistics.median(r["minflt"] for r in m_runs),
+        "minflt_image": statistics.median(r["minflt"] for r in i_runs),
+        "profile_ms": {k[3:]: round(prof[k] / 1e6, 2)
+                       for k in prof if k.startswith("ns_")},
+        "atoms": prof["atoms"], "interned": prof["interned"],
+    }
+    print(f"Python {result['python']}: {result['modules']} stdlib modules, "
+          f"{result['code_objects']} code objects")
+    print(f"  marshal.loads (pyc bytes in memory): {m_ms:8.2f} ms")
+    print(f"  image get_code (lazy, all modules):  {i_ms:8.2f} ms"
+          f"   -> {result['speedup']}x faster")
+    print(f"  image open: {open_us:.1f} us")
+    print(f"  where the image time goes (profiled run): "
+          + ", ".join(f"{k} {v} ms" for k, v in result["profile_ms"].items())
+          + f"; page faults {result['minflt_image']:.0f}"
+          f" (marshal {result['minflt_marshal']:.0f})")
+    print(f"  size: image {summary['size'] / 1e6:.1f} MB vs .pyc "
+          f"{pyc_bytes / 1e6:.1f} MB -> {result['size_ratio']}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
