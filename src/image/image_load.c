@@ -103,9 +103,10 @@ check_header(const struct ws_header *h, uint64_t file_size, const char *path)
     }
     if (h->format_version != WS_FORMAT_VERSION
         || h->header_size != sizeof(struct ws_header)) {
-        PyErr_Format(ws_ImageError, "%s: image format %u, this warmstart "
-                     "reads format %d", path, h->format_version,
-                     WS_FORMAT_VERSION);
+        PyErr_Format(ws_ImageError, "%s: image format %u (header of %u "
+                     "bytes), this warmstart reads format %d (%d bytes)",
+                     path, h->format_version, h->header_size,
+                     WS_FORMAT_VERSION, (int)sizeof(struct ws_header));
         return -1;
     }
     struct ws_header copy = *h;
