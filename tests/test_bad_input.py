@@ -97,7 +97,8 @@ def test_mutated_corpus(small_image, pristine, tmp_path):
             assert r["errors"] and r["ok"] == 0, (name, r)
     # Damage inside a module's objects is caught by its checksum.
     heap_flips = [r for n, r in results.items() if n.startswith("flip-heap")]
-    assert all(any("checksum" in e for e in r["errors"]) for r in heap_flips)
+    assert all(any("checksum" in e for e in r["errors"]) for r in heap_flips), \
+        heap_flips
 
 
 def test_open_errors(tmp_path, pristine):

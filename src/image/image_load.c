@@ -855,12 +855,14 @@ fail:
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
         PyObject *msg = value ? PyObject_Str(value) : NULL;
-        if (msg != NULL) {
-            ms->error = PyUnicode_FromFormat("module %.*s: %U",
-                                             (int)e->name_len,
-                                             img->names + e->name_off, msg);
-            Py_DECREF(msg);
+        PyObject *name = PyUnicode_DecodeUTF8(img->names + e->name_off,
+                                              (Py_ssize_t)e->name_len,
+                                              "replace");
+        if (msg != NULL && name != NULL) {
+            ms->error = PyUnicode_FromFormat("module %U: %U", name, msg);
         }
+        Py_XDECREF(msg);
+        Py_XDECREF(name);
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);
