@@ -5,16 +5,17 @@ import struct
 
 from warmstart import _image
 
-HEADER = struct.Struct("<8sII IIII16sI64I 4x QQ 14Q IIII Q")
+HEADER = struct.Struct("<8sII IIII16sI64I 4x QQ 16Q IIII Q")
 MODULE = struct.Struct("<IIIIII QQQQ qQQ QQ")
-ATOM = struct.Struct("<IIII")
-SECTIONS = ("modules", "index", "names", "atoms", "atomidx", "heap", "reloc")
+ATOM = struct.Struct("<II")
+SECTIONS = ("modules", "index", "names", "atoms", "atomidx", "heap", "reloc",
+            "atomcheck")
 PAGE = 4096
 
 # enum ws_ref_kind / ws_type / ws_const
 HEAP, ATOMREF, CONST, TYPE, FROZENSET = range(5)
 T_CODE, T_TUPLE = 1, 2
-assert HEADER.size == 464 and MODULE.size == 96
+assert HEADER.size == 480 and MODULE.size == 96
 
 
 class ImageFile:
@@ -23,19 +24,12 @@ class ImageFile:
         f = HEADER.unpack_from(self.data, 0)
         self.preferred_base = f[73]
         self.file_size = f[74]
-        raw = f[75:89]
+        raw = f[75:91]
         self.sections = {name: (raw[2 * i], raw[2 * i + 1])
                          for i, name in enumerate(SECTIONS)}
-        self.n_modules, self.n_atoms, self.index_slots = f[89:92]
+        self.n_modules, self.n_atoms, self.index_slots = f[91:94]
 
     # -- header ---------------------------------------------------------
-    def header_field_offset(self, index):
-        """Byte offset of field number *index* of HEADER."""
-        fmt = HEADER.format
-        # struct has no offsetof: measure the prefix.
-        codes = _expand(fmt)
-        return struct.calcsize("<" + "".join(codes[:index]).replace("<", ""))
-
     def reseal_header(self):
         struct.pack_into("<Q", self.data, HEADER.size - 8, 0)
         h = _image._checksum(bytes(self.data[:HEADER.size]))
@@ -129,21 +123,6 @@ class ImageFile:
     def segment_address(self, i):
         """Preferred address of module i's segment."""
         return self.preferred_base + PAGE + self.module(i)["seg_off"]
-
-
-def _expand(fmt):
-    out = []
-    num = ""
-    for ch in fmt.replace(" ", "").lstrip("<"):
-        if ch.isdigit():
-            num += ch
-            continue
-        if ch in "sx":
-            out.append(num + ch)
-        else:
-            out.extend([ch] * int(num or 1))
-        num = ""
-    return out
 
 
 CODE_ADAPTIVE_OFFSET = _image.fingerprint()["layout"][

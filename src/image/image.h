@@ -46,7 +46,7 @@ typedef struct {
     unsigned long long frozensets;
     unsigned long long words_patched;
     /* Time split, filled only when profiling is on. */
-    unsigned long long ns_checksum, ns_validate, ns_atoms, ns_patch,
+    unsigned long long ns_checksum, ns_atoms, ns_patch,
                        ns_frozensets;
 } ws_stats;
 
@@ -63,6 +63,9 @@ typedef struct {
     const struct ws_atom *atomidx;
     unsigned char *heap;
     const unsigned char *reloc;
+    const uint64_t *atom_checks;    /* per WS_ATOM_BLOCK of atoms+atomidx */
+    uint64_t atom_region_size;
+    unsigned char *atom_block_ok;   /* bitmap: block checked */
     PyObject **atom_objs;       /* resolved atoms, by number */
     PyObject **const_objs;      /* runtime objects, by enum ws_const */
     struct ws_module_state *mstate;

@@ -19,7 +19,9 @@
  *   names      module names and origin paths, UTF-8, not NUL-terminated
  *   atoms      leaf objects (str, bytes, int, float, complex), each once
  *              per image, shared by all modules
- *   atomidx    struct ws_atom[n_atoms]
+ *   atomidx    struct ws_atom[n_atoms], directly after atoms
+ *   atomcheck  uint64_t per WS_ATOM_BLOCK bytes of atoms + atomidx: the
+ *              checksum of that block, checked before first use
  *   heap       one segment per module: its tuples and code objects
  *   reloc      one bitmap per segment: bit i set = word i needs a fix-up
  *
@@ -106,6 +108,7 @@ enum ws_section {
     WS_SEC_ATOMIDX,
     WS_SEC_HEAP,
     WS_SEC_RELOC,
+    WS_SEC_ATOMCHECK,
     WS_SEC_COUNT
 };
 
@@ -184,12 +187,18 @@ struct ws_module {
 /* One leaf object in the atoms section. */
 struct ws_atom {
     uint32_t offset8;           /* offset in the atoms section / 8 */
-    uint32_t size;              /* bytes, a multiple of 8 */
-    /* Low 32 bits of ws_checksum over the object's bytes; bit 0 of flags
-       says the string is interned by a normal load of the code. */
-    uint32_t check;
-    uint32_t flags;
+    /* Size in bytes (a multiple of 8) | WS_ATOM_* flags in the low bits. */
+    uint32_t size_flags;
 };
+/* A normal load of the code interns this string. */
 #define WS_ATOM_INTERN 0x1
+#define WS_ATOM_FLAGS 0x7
+
+/* Atoms and their index are checked in blocks of this many bytes, counted
+   from the start of the atoms section through the end of atomidx, the
+   first time an atom in the block is used.  Small enough that a program
+   importing a few modules checks little more than what it uses, large
+   enough that the check runs at memory speed. */
+#define WS_ATOM_BLOCK 16384
 
 #endif /* WS_IMAGE_FORMAT_H */

@@ -148,7 +148,14 @@ check_header(const struct ws_header *h, uint64_t file_size, const char *path)
              && check_section(h, WS_SEC_HEAP, 0)
              && h->sections[WS_SEC_HEAP].offset == WS_PAGE_SIZE
              && h->sections[WS_SEC_HEAP].size % 8 == 0
-             && check_section(h, WS_SEC_RELOC, 0);
+             && check_section(h, WS_SEC_RELOC, 0)
+             && h->sections[WS_SEC_ATOMIDX].offset >= h->sections[WS_SEC_ATOMS].offset
+             && check_section(h, WS_SEC_ATOMCHECK, 0)
+             && h->sections[WS_SEC_ATOMCHECK].size
+                == (h->sections[WS_SEC_ATOMIDX].offset
+                    + h->sections[WS_SEC_ATOMIDX].size
+                    - h->sections[WS_SEC_ATOMS].offset + WS_ATOM_BLOCK - 1)
+                   / WS_ATOM_BLOCK * sizeof(uint64_t);
     if (!ok) {
         PyErr_Format(ws_ImageError, "%s: corrupt image (section table)", path);
         return -1;
@@ -217,12 +224,19 @@ ws_image_open(ws_image *img, const char *path)
                                             + h->sections[WS_SEC_ATOMIDX].offset);
     img->heap = img->base + h->sections[WS_SEC_HEAP].offset;
     img->reloc = img->base + h->sections[WS_SEC_RELOC].offset;
+    img->atom_checks = (const uint64_t *)(img->base
+                                          + h->sections[WS_SEC_ATOMCHECK].offset);
+    img->atom_region_size = h->sections[WS_SEC_ATOMIDX].offset
+                            + h->sections[WS_SEC_ATOMIDX].size
+                            - h->sections[WS_SEC_ATOMS].offset;
+    uint64_t blocks = h->sections[WS_SEC_ATOMCHECK].size / sizeof(uint64_t);
+    img->atom_block_ok = PyMem_Calloc(blocks / 8 + 1, 1);
     img->atom_objs = PyMem_Calloc(h->n_atoms ? h->n_atoms : 1, sizeof(PyObject *));
     img->const_objs = PyMem_Calloc(WS_CONST_END, sizeof(PyObject *));
     img->mstate = PyMem_Calloc(h->n_modules ? h->n_modules : 1,
                                sizeof(struct ws_module_state));
     if (img->atom_objs == NULL || img->const_objs == NULL
-        || img->mstate == NULL) {
+        || img->mstate == NULL || img->atom_block_ok == NULL) {
         PyErr_NoMemory();
         ws_image_release(img);
         /* Nothing from the mapping has been handed out yet. */
@@ -251,6 +265,8 @@ ws_image_release(ws_image *img)
     PyMem_Free(img->atom_objs);
     PyMem_Free(img->const_objs);
     PyMem_Free(img->mstate);
+    PyMem_Free(img->atom_block_ok);
+    img->atom_block_ok = NULL;
     img->atom_objs = NULL;
     img->const_objs = NULL;
     img->mstate = NULL;
@@ -383,6 +399,38 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
     return NULL;
 }
 
+/* Check block b of the atoms + atomidx region, once. */
+static int
+check_atom_block(ws_image *img, uint64_t b)
+{
+    if (img->atom_block_ok[b / 8] & (1u << (b % 8))) {
+        return 0;
+    }
+    uint64_t off = b * WS_ATOM_BLOCK;
+    uint64_t n = img->atom_region_size - off;
+    if (n > WS_ATOM_BLOCK) {
+        n = WS_ATOM_BLOCK;
+    }
+    if (ws_checksum(img->atoms + off, n) != img->atom_checks[b]) {
+        return bad_image(img, "atom checksum");
+    }
+    img->atom_block_ok[b / 8] |= (unsigned char)(1u << (b % 8));
+    return 0;
+}
+
+/* Check the blocks covering bytes [off, off + size) of the atom region. */
+static int
+check_atom_range(ws_image *img, uint64_t off, uint64_t size)
+{
+    for (uint64_t b = off / WS_ATOM_BLOCK; b <= (off + size - 1) / WS_ATOM_BLOCK;
+         b++) {
+        if (check_atom_block(img, b) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The object for atom i, resolved on first use: checked, typed, interned
    where a normal load would intern it.  Borrowed (the image owns it). */
 static PyObject *
@@ -397,19 +445,23 @@ resolve_atom(ws_image *img, uint64_t i)
     }
     unsigned long long t0 = img->profile ? now_ns() : 0;
     const struct ws_atom *a = &img->atomidx[i];
-    uint64_t off = (uint64_t)a->offset8 * 8, size = a->size;
-    if (size < sizeof(PyObject) + 8 || size % 8
+    if (check_atom_range(img, (uint64_t)((const unsigned char *)a - img->atoms),
+                         sizeof *a) < 0) {
+        return NULL;
+    }
+    uint64_t off = (uint64_t)a->offset8 * 8;
+    uint64_t size = a->size_flags & ~(uint64_t)WS_ATOM_FLAGS;
+    uint32_t flags = a->size_flags & WS_ATOM_FLAGS;
+    if (size < sizeof(PyObject) + 8
         || off > img->hdr.sections[WS_SEC_ATOMS].size
         || size > img->hdr.sections[WS_SEC_ATOMS].size - off) {
         bad_image(img, "atom bounds");
         return NULL;
     }
-    unsigned char *p = img->atoms + off;
-    uint64_t c = ws_checksum(p, size);
-    if (((uint32_t)(c ^ (c >> 32)) ^ a->flags) != a->check) {
-        bad_image(img, "atom checksum");
+    if (check_atom_range(img, off, size) < 0) {
         return NULL;
     }
+    unsigned char *p = img->atoms + off;
     uint64_t tw;
     memcpy(&tw, p + offsetof(PyObject, ob_type), sizeof tw);
     const char *why = (tw & WS_TAG_MASK) == WS_REF_TYPE
@@ -423,7 +475,7 @@ resolve_atom(ws_image *img, uint64_t i)
     Py_SET_TYPE(op, type_of(tw >> WS_TAG_BITS));
     if (PyUnicode_CheckExact(op)) {
         ws_str_fix_at_load(op);
-        if (a->flags & WS_ATOM_INTERN) {
+        if (flags & WS_ATOM_INTERN) {
             /* Release builds only (layout.h): the string is immortal (3.12+)
                or has a count no program can bring to zero (3.11), so it can
                become the canonical interned object; if the runtime already
@@ -507,24 +559,16 @@ typedef struct {
     uint64_t lo;                /* preferred address of the segment */
     uint64_t marked;            /* words the objects say must be marked */
     uint32_t n_code;
-    size_t n_frozensets;
+    uint32_t version;           /* next code version to hand out, or 0 */
+    /* FROZENSET words, for pass 2. */
+    uint64_t **frozen;
+    size_t n_frozen, cap_frozen;
 } segment;
 
 static int
 is_marked(const segment *s, uint64_t word)
 {
     return word < s->nwords && (s->bitmap[word / 8] >> (word % 8)) & 1;
-}
-
-/* Type of the object whose header starts at word `w`, or 0. */
-static uint64_t
-type_at(const segment *s, uint64_t w)
-{
-    uint64_t t = w + offsetof(PyObject, ob_type) / 8;
-    if (!is_marked(s, t) || (s->words[t] & WS_TAG_MASK) != WS_REF_TYPE) {
-        return 0;
-    }
-    return s->words[t] >> WS_TAG_BITS;
 }
 
 /* enum ws_type of a runtime object, 0 for anything else. */
@@ -540,43 +584,74 @@ ws_type_of(PyObject *op)
     return 0;
 }
 
-/* Check a marked word that refers to an object, in the object that starts
-   at word `obj`; *type_out is the referent's enum ws_type (0: other). */
 static int
-check_ref(segment *s, uint64_t obj, uint64_t v, uint64_t *type_out)
+remember_frozenset(segment *s, uint64_t *slot)
 {
-    uint64_t kind = v & WS_TAG_MASK;
+    if (s->n_frozen == s->cap_frozen) {
+        size_t cap = s->cap_frozen ? 2 * s->cap_frozen : 16;
+        uint64_t **p = PyMem_Realloc(s->frozen, cap * sizeof *p);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->frozen = p;
+        s->cap_frozen = cap;
+    }
+    s->frozen[s->n_frozen++] = slot;
+    return 0;
+}
+
+/* Check and rewrite the reference in word `at` of the object that starts
+   at word `obj`.  It must be marked, and refer to an object of type `want`
+   unless that is 0. */
+static int
+fix_ref(segment *s, uint64_t obj, uint64_t at, uint64_t want)
+{
+    if (!is_marked(s, at)) {
+        return bad_image(s->img, "unmarked reference");
+    }
+    s->marked++;
+    uint64_t v = s->words[at];
+    uint64_t kind = v & WS_TAG_MASK, arg = v >> WS_TAG_BITS;
     PyObject *op;
-    *type_out = 0;
     switch (kind) {
     case WS_REF_HEAP:
     case WS_REF_FROZENSET: {
+        /* An earlier object of the same segment: no cycles, no escapes.
+           Earlier objects are already fixed up, so their type word holds
+           a real type, which no other marked word can. */
         uint64_t addr = v & ~WS_TAG_MASK;
-        /* An earlier object of the same segment: no cycles, no escapes. */
         if (addr < s->lo || addr >= s->lo + obj * 8) {
             return bad_image(s->img, "heap pointer out of range");
         }
-        uint64_t t = type_at(s, (addr - s->lo) / 8);
-        if (t == 0 || (kind == WS_REF_FROZENSET && t != WS_TYPE_TUPLE)) {
+        uint64_t w = (addr - s->lo) / 8 + offsetof(PyObject, ob_type) / 8;
+        PyTypeObject *t = (PyTypeObject *)(uintptr_t)s->words[w];
+        if (!is_marked(s, w) || (t != &PyTuple_Type && t != &PyCode_Type)
+            || (kind == WS_REF_FROZENSET && t != &PyTuple_Type)) {
             return bad_image(s->img, "heap pointer to a non-object");
         }
         if (kind == WS_REF_FROZENSET) {
-            s->n_frozensets++;
-            t = 0;
+            /* Built in pass 2; the items tuple meanwhile. */
+            s->words[at] = addr + (uint64_t)s->img->delta;
+            return want ? bad_image(s->img, "wrong type in a code object field")
+                        : remember_frozenset(s, &s->words[at]);
         }
-        *type_out = t;
+        if (want && t != type_of(want)) {
+            return bad_image(s->img, "wrong type in a code object field");
+        }
+        s->words[at] = addr + (uint64_t)s->img->delta;
         return 0;
     }
     case WS_REF_ATOM:
-        op = resolve_atom(s->img, v >> WS_TAG_BITS);
+        op = resolve_atom(s->img, arg);
         break;
     case WS_REF_CONST:
-        if ((v >> WS_TAG_BITS) == WS_CONST_EMPTY_FROZENSET) {
-            /* Built with the other sets in pass 3. */
-            s->n_frozensets++;
-            return 0;
+        if (arg == WS_CONST_EMPTY_FROZENSET) {
+            s->words[at] = 0;
+            return want ? bad_image(s->img, "wrong type in a code object field")
+                        : remember_frozenset(s, &s->words[at]);
         }
-        op = resolve_const(s->img, v >> WS_TAG_BITS);
+        op = resolve_const(s->img, arg);
         break;
     default:
         return bad_image(s->img, "bad reference tag");
@@ -584,55 +659,48 @@ check_ref(segment *s, uint64_t obj, uint64_t v, uint64_t *type_out)
     if (op == NULL) {
         return -1;
     }
-    *type_out = ws_type_of(op);
-    return 0;
-}
-
-/* Check the reference in word `at` of the object at word `obj`: it must
-   be marked, and refer to an object of type `want` unless that is 0. */
-static int
-check_field(segment *s, uint64_t obj, uint64_t at, uint64_t want)
-{
-    uint64_t t;
-    if (!is_marked(s, at)) {
-        return bad_image(s->img, "unmarked reference");
-    }
-    s->marked++;
-    if (check_ref(s, obj, s->words[at], &t) < 0) {
-        return -1;
-    }
-    if (want != 0 && t != want) {
+    if (want && ws_type_of(op) != want) {
         return bad_image(s->img, "wrong type in a code object field");
     }
+    s->words[at] = (uint64_t)(uintptr_t)op;
     return 0;
 }
 
-/* Pass 1: walk the objects of the segment in order and check them. */
+/* Pass 1: walk the objects of the segment in address order, check each
+   and fix it up.  Objects only point to earlier ones, so everything an
+   object refers to is final when it is reached.  On failure the segment
+   is left half-done; it is never handed out. */
 static int
-validate_segment(segment *s, uint64_t root_word)
+fix_segment(segment *s, uint64_t root_word)
 {
     const uint64_t gc_words = WS_GC_HEAD_SIZE / 8;
+    const uint64_t type_word = offsetof(PyObject, ob_type) / 8;
     uint64_t w = 0;
     int root_seen = 0;
     while (w < s->nwords) {
-        uint64_t t = type_at(s, w);
-        if (t == 0 && w + gc_words < s->nwords && s->words[w] == 0
-            && s->words[w + 1] == 0) {
+        uint64_t t = 0;
+        if (is_marked(s, w + type_word)
+            && (s->words[w + type_word] & WS_TAG_MASK) == WS_REF_TYPE) {
+            t = s->words[w + type_word] >> WS_TAG_BITS;
+        }
+        else if (w + gc_words < s->nwords && s->words[w] == 0
+                 && s->words[w + 1] == 0) {
             /* A zeroed GC head, then a GC object. */
             w += gc_words;
-            t = type_at(s, w);
-            if (t != WS_TYPE_TUPLE) {
-                return bad_image(s->img, "object after GC head");
+            if (is_marked(s, w + type_word)
+                && s->words[w + type_word] == WS_TAGGED(WS_REF_TYPE,
+                                                        WS_TYPE_TUPLE)) {
+                t = WS_TYPE_TUPLE;
             }
         }
-        else if (t != WS_TYPE_CODE) {
+        if (t != WS_TYPE_TUPLE && t != WS_TYPE_CODE) {
             return bad_image(s->img, "object header");
         }
         if ((Py_ssize_t)s->words[w] != WS_IMMORTAL_REFCNT) {
             return bad_image(s->img, "object reference count");
         }
         s->marked++;            /* the type word */
-        root_seen |= (w == root_word && t == WS_TYPE_CODE);
+        s->words[w + type_word] = (uint64_t)(uintptr_t)type_of(t);
         Py_ssize_t n = ((PyVarObject *)&s->words[w])->ob_size;
         uint64_t room = s->nwords - w;
         if (t == WS_TYPE_TUPLE) {
@@ -641,34 +709,40 @@ validate_segment(segment *s, uint64_t root_word)
                 return bad_image(s->img, "tuple size");
             }
             for (uint64_t i = 0; i < (uint64_t)n; i++) {
-                if (check_field(s, w, w + head + i, 0) < 0) {
+                if (fix_ref(s, w, w + head + i, 0) < 0) {
                     return -1;
                 }
             }
             w += head + (uint64_t)n;
+            continue;
         }
-        else {
-            uint64_t head = offsetof(PyCodeObject, co_code_adaptive);
-            if (n < 1 || (uint64_t)n > (room * 8 - head) / WS_CODE_UNIT_SIZE) {
-                return bad_image(s->img, "code size");
-            }
-#define CHECK_CODE_FIELD(f, want) \
-            if (check_field(s, w, w + offsetof(PyCodeObject, f) / 8, want) < 0) { \
-                return -1; \
-            }
-            CHECK_CODE_FIELD(co_consts, WS_TYPE_TUPLE)
-            CHECK_CODE_FIELD(co_names, WS_TYPE_TUPLE)
-            CHECK_CODE_FIELD(co_exceptiontable, WS_TYPE_BYTES)
-            CHECK_CODE_FIELD(co_localsplusnames, WS_TYPE_TUPLE)
-            CHECK_CODE_FIELD(co_localspluskinds, WS_TYPE_BYTES)
-            CHECK_CODE_FIELD(co_filename, WS_TYPE_STR)
-            CHECK_CODE_FIELD(co_name, WS_TYPE_STR)
-            CHECK_CODE_FIELD(co_qualname, WS_TYPE_STR)
-            CHECK_CODE_FIELD(co_linetable, WS_TYPE_BYTES)
-#undef CHECK_CODE_FIELD
-            w += (head + (uint64_t)n * WS_CODE_UNIT_SIZE + 7) / 8;
-            s->n_code++;
+        uint64_t head = offsetof(PyCodeObject, co_code_adaptive);
+        if (n < 1 || (uint64_t)n > (room * 8 - head) / WS_CODE_UNIT_SIZE) {
+            return bad_image(s->img, "code size");
         }
+#define FIX_CODE_FIELD(f, want) \
+        if (fix_ref(s, w, w + offsetof(PyCodeObject, f) / 8, want) < 0) { \
+            return -1; \
+        }
+        FIX_CODE_FIELD(co_consts, WS_TYPE_TUPLE)
+        FIX_CODE_FIELD(co_names, WS_TYPE_TUPLE)
+        FIX_CODE_FIELD(co_exceptiontable, WS_TYPE_BYTES)
+        FIX_CODE_FIELD(co_localsplusnames, WS_TYPE_TUPLE)
+        FIX_CODE_FIELD(co_localspluskinds, WS_TYPE_BYTES)
+        FIX_CODE_FIELD(co_filename, WS_TYPE_STR)
+        FIX_CODE_FIELD(co_name, WS_TYPE_STR)
+        FIX_CODE_FIELD(co_qualname, WS_TYPE_STR)
+        FIX_CODE_FIELD(co_linetable, WS_TYPE_BYTES)
+#undef FIX_CODE_FIELD
+#if WS_NEEDS_CODE_VERSION
+        ((PyCodeObject *)&s->words[w])->co_version = s->version;
+        if (s->version != 0) {
+            s->version++;
+        }
+#endif
+        root_seen |= (w == root_word);
+        w += (head + (uint64_t)n * WS_CODE_UNIT_SIZE + 7) / 8;
+        s->n_code++;
     }
     if (!root_seen) {
         return bad_image(s->img, "module root is not a code object");
@@ -687,69 +761,6 @@ validate_segment(segment *s, uint64_t root_word)
         return bad_image(s->img, "relocation bitmap");
     }
     return 0;
-}
-
-/* Pass 2: rewrite every marked word.  Cannot fail. */
-static void
-patch_segment(segment *s, uint64_t **frozen)
-{
-    ws_image *img = s->img;
-    uint64_t delta = (uint64_t)img->delta;
-#if WS_NEEDS_CODE_VERSION
-    const uint64_t type_word = offsetof(PyObject, ob_type) / 8;
-    uint32_t version = ws_take_code_versions(s->n_code);
-#endif
-    size_t nf = 0;
-    uint64_t nbytes8 = (s->nwords + 63) / 64;
-    for (uint64_t chunk = 0; chunk < nbytes8; chunk++) {
-        uint64_t bits = 0;
-        uint64_t avail = (s->nwords + 7) / 8 - chunk * 8;
-        memcpy(&bits, s->bitmap + chunk * 8, avail < 8 ? avail : 8);
-        while (bits) {
-            uint64_t i = chunk * 64 + (uint64_t)__builtin_ctzll(bits);
-            bits &= bits - 1;
-            if (i >= s->nwords) {
-                break;
-            }
-            uint64_t v = s->words[i];
-            uint64_t arg = v >> WS_TAG_BITS;
-            switch (v & WS_TAG_MASK) {
-            case WS_REF_HEAP:
-                s->words[i] = v + delta;
-                break;
-            case WS_REF_ATOM:
-                s->words[i] = (uint64_t)(uintptr_t)img->atom_objs[arg];
-                break;
-            case WS_REF_CONST:
-                if (arg == WS_CONST_EMPTY_FROZENSET) {
-                    frozen[nf++] = &s->words[i];
-                    s->words[i] = 0;
-                }
-                else {
-                    s->words[i] = (uint64_t)(uintptr_t)img->const_objs[arg];
-                }
-                break;
-            case WS_REF_TYPE:
-                s->words[i] = (uint64_t)(uintptr_t)type_of(arg);
-#if WS_NEEDS_CODE_VERSION
-                if (arg == WS_TYPE_CODE) {
-                    PyCodeObject *co = (PyCodeObject *)&s->words[i - type_word];
-                    co->co_version = version;
-                    if (version != 0) {
-                        version++;
-                    }
-                }
-#endif
-                break;
-            case WS_REF_FROZENSET:
-                /* Built in pass 3; None meanwhile keeps the word valid. */
-                frozen[nf++] = &s->words[i];
-                s->words[i] = (v & ~WS_TAG_MASK) + delta;
-                break;
-            }
-            img->stats.words_patched++;
-        }
-    }
 }
 
 PyObject *
@@ -782,8 +793,6 @@ ws_image_get_code(ws_image *img, uint32_t i)
         .nwords = e->seg_size / 8,
         .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
     };
-    uint64_t **frozen = NULL;
-    PyObject *code = NULL;
     ws_checksum_state st;
     ws_checksum_init(&st);
     ws_checksum_update(&st, s.words, e->seg_size);
@@ -797,58 +806,50 @@ ws_image_get_code(ws_image *img, uint32_t i)
         img->stats.ns_checksum += t1 - t0;
         t0 = t1;
     }
-    if (validate_segment(&s, (e->root_off - e->seg_off) / 8) < 0) {
+#if WS_NEEDS_CODE_VERSION
+    s.version = ws_take_code_versions(e->n_code);
+#endif
+    unsigned long long atom_ns = img->stats.ns_atoms;
+    if (fix_segment(&s, (e->root_off - e->seg_off) / 8) < 0) {
         goto fail;
     }
     if (s.n_code != e->n_code) {
         bad_image(img, "code object count");
         goto fail;
     }
-    frozen = PyMem_Malloc(sizeof(uint64_t *) * (s.n_frozensets + 1));
-    if (frozen == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
     if (prof) {
         t1 = now_ns();
-        img->stats.ns_validate += t1 - t0;
+        img->stats.ns_patch += t1 - t0 - (img->stats.ns_atoms - atom_ns);
         t0 = t1;
     }
-
-    /* Point of no return: from here the segment is rewritten in place. */
-    patch_segment(&s, frozen);
-    if (prof) {
-        t1 = now_ns();
-        img->stats.ns_patch += t1 - t0;
-        t0 = t1;
-    }
-    /* Pass 3: frozensets, in address order, so that sets nested in the
-       items of another set exist before it is built. */
-    for (size_t k = 0; k < s.n_frozensets; k++) {
-        /* The items tuple, or 0 for an empty set. */
-        PyObject *items = (PyObject *)(uintptr_t)*frozen[k];
-        *frozen[k] = (uint64_t)(uintptr_t)Py_None;
+    /* Pass 2: frozensets, in address order, so that sets nested in the
+       items of another set exist before it is built.  Until then a slot
+       holds its items tuple (or 0 for an empty set). */
+    for (size_t k = 0; k < s.n_frozen; k++) {
+        PyObject *items = (PyObject *)(uintptr_t)*s.frozen[k];
+        *s.frozen[k] = (uint64_t)(uintptr_t)Py_None;
         PyObject *fs = PyFrozenSet_New(items);
         if (fs == NULL) {
             goto fail;
         }
         /* The image keeps this reference forever. */
-        *frozen[k] = (uint64_t)(uintptr_t)fs;
+        *s.frozen[k] = (uint64_t)(uintptr_t)fs;
         img->stats.frozensets++;
     }
     if (prof) {
         img->stats.ns_frozensets += now_ns() - t0;
     }
-    code = (PyObject *)(img->heap + e->root_off);
+    PyObject *code = (PyObject *)(img->heap + e->root_off);
     img->stats.modules++;
     img->stats.code_objects += s.n_code;
+    img->stats.words_patched += s.marked;
     ms->code = code;
     ms->busy = 0;
-    PyMem_Free(frozen);
+    PyMem_Free(s.frozen);
     return Py_NewRef(code);
 
 fail:
-    PyMem_Free(frozen);
+    PyMem_Free(s.frozen);
     ms->busy = 0;
     {
         PyObject *type, *value, *tb;

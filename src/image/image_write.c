@@ -165,7 +165,7 @@ intern_atom(writer *w, unsigned char *copy, size_t size, uint32_t flags)
     if (found != NULL) {
         size_t i = PyLong_AsSize_t(found);
         struct ws_atom *a = (struct ws_atom *)w->atomidx.data + i;
-        a->flags |= flags;
+        a->size_flags |= flags;
         result = WS_TAGGED(WS_REF_ATOM, i);
         goto done;
     }
@@ -173,14 +173,14 @@ intern_atom(writer *w, unsigned char *copy, size_t size, uint32_t flags)
         goto done;
     }
     size_t n = w->atomidx.len / sizeof(struct ws_atom);
-    if (n >= UINT32_MAX || w->atoms.len / 8 >= UINT32_MAX) {
+    if (n >= UINT32_MAX || w->atoms.len / 8 >= UINT32_MAX
+        || size > UINT32_MAX - 8) {
         PyErr_SetString(ws_ImageError, "too many atoms for one image");
         goto done;
     }
     struct ws_atom a = {
         .offset8 = (uint32_t)(w->atoms.len / 8),
-        .size = (uint32_t)size,
-        .flags = flags,
+        .size_flags = (uint32_t)size | flags,
     };
     PyObject *num = PyLong_FromSize_t(n);
     if (num == NULL || PyDict_SetItem(w->atom_keys, key, num) < 0
@@ -683,26 +683,62 @@ write_all(int fd, const void *data, size_t len, uint64_t off)
     return 0;
 }
 
+/* Number of checksum blocks over atoms + atomidx (laid out already). */
+static uint64_t
+atom_blocks(const struct ws_header *h)
+{
+    uint64_t start = h->sections[WS_SEC_ATOMS].offset;
+    uint64_t end = h->sections[WS_SEC_ATOMIDX].offset
+                   + h->sections[WS_SEC_ATOMIDX].size;
+    return (end - start + WS_ATOM_BLOCK - 1) / WS_ATOM_BLOCK;
+}
+
+/* The checksum of each block of the atoms and atomidx sections as they
+   will be in the file (padding between them included, as zeros). */
+static int
+atom_block_checks(writer *w, const struct ws_header *h, wbuf *out)
+{
+    uint64_t start = h->sections[WS_SEC_ATOMS].offset;
+    uint64_t len = h->sections[WS_SEC_ATOMIDX].offset
+                   + h->sections[WS_SEC_ATOMIDX].size - start;
+    unsigned char *region = PyMem_Calloc(1, len ? len : 1);
+    if (region == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(region, w->atoms.data, w->atoms.len);
+    memcpy(region + (h->sections[WS_SEC_ATOMIDX].offset - start),
+           w->atomidx.data, w->atomidx.len);
+    int r = 0;
+    for (uint64_t b = 0; b < atom_blocks(h); b++) {
+        uint64_t off = b * WS_ATOM_BLOCK;
+        uint64_t n = len - off < WS_ATOM_BLOCK ? len - off : WS_ATOM_BLOCK;
+        uint64_t c = ws_checksum(region + off, n);
+        if (wbuf_append(out, &c, sizeof c) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    PyMem_Free(region);
+    return r;
+}
+
 /* Lay out the sections, write them to a temporary file, write the magic
    last and rename the file into place.  Returns the file size or -1. */
 static int64_t
 write_file(writer *w, PyObject *path)
 {
     uint32_t n = (uint32_t)(w->modules.len / sizeof(struct ws_module));
-    wbuf index = {0};
+    wbuf index = {0}, atomcheck = {0};
+    PyObject *tmp = NULL, *tmp_b = NULL, *path_b = NULL;
+    int64_t result = -1;
+    int fd = -1;
     struct ws_header h;
     memset(&h, 0, sizeof h);
     if (build_index(w, n, &h.index_slots, &index) < 0) {
-        return -1;
+        goto done;
     }
-    /* Atom checks cover the bytes and the flags. */
-    struct ws_atom *atoms = (struct ws_atom *)w->atomidx.data;
     size_t n_atoms = w->atomidx.len / sizeof(struct ws_atom);
-    for (size_t i = 0; i < n_atoms; i++) {
-        uint64_t c = ws_checksum(w->atoms.data + (size_t)atoms[i].offset8 * 8,
-                                 atoms[i].size);
-        atoms[i].check = (uint32_t)(c ^ (c >> 32)) ^ atoms[i].flags;
-    }
 
     memcpy(h.magic, WS_MAGIC, WS_MAGIC_SIZE);
     h.format_version = WS_FORMAT_VERSION;
@@ -722,25 +758,28 @@ write_file(writer *w, PyObject *path)
     content[WS_SEC_MODULES] = &w->modules;
     content[WS_SEC_INDEX] = &index;
     content[WS_SEC_NAMES] = &w->names;
+    content[WS_SEC_ATOMCHECK] = &atomcheck;
     static const enum ws_section order[WS_SEC_COUNT] = {
         WS_SEC_HEAP, WS_SEC_RELOC, WS_SEC_ATOMS, WS_SEC_ATOMIDX,
-        WS_SEC_MODULES, WS_SEC_INDEX, WS_SEC_NAMES,
+        WS_SEC_ATOMCHECK, WS_SEC_MODULES, WS_SEC_INDEX, WS_SEC_NAMES,
     };
     uint64_t off = WS_PAGE_SIZE;
     for (int i = 0; i < WS_SEC_COUNT; i++) {
         enum ws_section s = order[i];
         h.sections[s].offset = off;
-        h.sections[s].size = content[s]->len;
-        off = round_up(off + content[s]->len, WS_PAGE_SIZE);
+        h.sections[s].size = s == WS_SEC_ATOMCHECK
+                             ? atom_blocks(&h) * sizeof(uint64_t)
+                             : content[s]->len;
+        off = round_up(off + h.sections[s].size, WS_PAGE_SIZE);
+        if (s == WS_SEC_ATOMCHECK && atom_block_checks(w, &h, &atomcheck) < 0) {
+            goto done;
+        }
     }
     h.file_size = off;
     h.header_check = 0;
     h.header_check = ws_checksum(&h, sizeof h);
 
-    PyObject *tmp = PyUnicode_FromFormat("%U.tmp.%d", path, (int)getpid());
-    PyObject *tmp_b = NULL, *path_b = NULL;
-    int64_t result = -1;
-    int fd = -1;
+    tmp = PyUnicode_FromFormat("%U.tmp.%d", path, (int)getpid());
     if (tmp == NULL || !PyUnicode_FSConverter(tmp, &tmp_b)
         || !PyUnicode_FSConverter(path, &path_b)) {
         goto done;
@@ -781,6 +820,7 @@ done:
     Py_XDECREF(tmp_b);
     Py_XDECREF(path_b);
     wbuf_free(&index);
+    wbuf_free(&atomcheck);
     return result;
 }
 

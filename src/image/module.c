@@ -166,12 +166,11 @@ Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
     }
     const ws_stats *s = &self->img.stats;
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "modules", s->modules, "code_objects", s->code_objects,
         "atoms", s->atoms, "interned", s->interned,
         "frozensets", s->frozensets, "words_patched", s->words_patched,
         "ns_checksum", s->ns_checksum,
-        "ns_validate", s->ns_validate - s->ns_atoms,
         "ns_atoms", s->ns_atoms, "ns_patch", s->ns_patch,
         "ns_frozensets", s->ns_frozensets);
 }

@@ -1,0 +1,33 @@
+# Two entry points (see README.md):
+#   make demo   build, image the whole standard library, show the speed-up
+#   make test   the test suite on every supported interpreter, each in its
+#               own venv, with the C core built with -Werror
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PYTHONS ?= 3.11.7 3.12.1 3.13.0
+VENVS := $(foreach v,$(PYTHONS),.venv/$(v))
+PYTEST_ARGS ?=
+
+.PHONY: demo test clean $(VENVS)
+
+# (Re)install the package into one venv per interpreter.
+$(VENVS): .venv/%:
+	@test -x $(PYENV_ROOT)/versions/$*/bin/python || \
+	    { echo "missing interpreter $(PYENV_ROOT)/versions/$*"; exit 1; }
+	@test -x $@/bin/python || $(PYENV_ROOT)/versions/$*/bin/python -m venv $@
+	$@/bin/python -m pip install -q ".[test]"
+	WARMSTART_CFLAGS=-Werror $@/bin/python -m pip install -q --no-deps --force-reinstall .
+
+demo: $(VENVS)
+	@for v in $(PYTHONS); do \
+	    echo "== Python $$v"; \
+	    .venv/$$v/bin/python bench/materialise.py --repeat 5 || exit 1; \
+	done
+
+test: $(VENVS)
+	@for v in $(PYTHONS); do \
+	    echo "== Python $$v"; \
+	    (cd tests && ../.venv/$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .) || exit 1; \
+	done
+
+clean:
+	rm -rf .venv build src/*.egg-info src/warmstart/*.so
