@@ -45,9 +45,9 @@ typedef struct {
     unsigned long long interned;    /* of which interned */
     unsigned long long frozensets;
     unsigned long long words_patched;
-    /* Time split, filled only when profiling is on. */
-    unsigned long long ns_checksum, ns_atoms, ns_patch,
-                       ns_frozensets;
+    /* Time split, filled only when profiling is on.  ns_fixup includes
+       ns_intern (the part spent interning strings). */
+    unsigned long long ns_checksum, ns_fixup, ns_intern, ns_frozensets;
 } ws_stats;
 
 /* image_load.c: an open image. */

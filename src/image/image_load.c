@@ -443,7 +443,6 @@ resolve_atom(ws_image *img, uint64_t i)
     if (img->atom_objs[i] != NULL) {
         return img->atom_objs[i];
     }
-    unsigned long long t0 = img->profile ? now_ns() : 0;
     const struct ws_atom *a = &img->atomidx[i];
     if (check_atom_range(img, (uint64_t)((const unsigned char *)a - img->atoms),
                          sizeof *a) < 0) {
@@ -480,15 +479,16 @@ resolve_atom(ws_image *img, uint64_t i)
                or has a count no program can bring to zero (3.11), so it can
                become the canonical interned object; if the runtime already
                has one, that one is used instead. */
+            unsigned long long t0 = img->profile ? now_ns() : 0;
             PyUnicode_InternInPlace(&op);
             img->stats.interned++;
+            if (img->profile) {
+                img->stats.ns_intern += now_ns() - t0;
+            }
         }
     }
     img->atom_objs[i] = op;
     img->stats.atoms++;
-    if (img->profile) {
-        img->stats.ns_atoms += now_ns() - t0;
-    }
     return op;
 }
 
@@ -809,7 +809,6 @@ ws_image_get_code(ws_image *img, uint32_t i)
 #if WS_NEEDS_CODE_VERSION
     s.version = ws_take_code_versions(e->n_code);
 #endif
-    unsigned long long atom_ns = img->stats.ns_atoms;
     if (fix_segment(&s, (e->root_off - e->seg_off) / 8) < 0) {
         goto fail;
     }
@@ -819,7 +818,7 @@ ws_image_get_code(ws_image *img, uint32_t i)
     }
     if (prof) {
         t1 = now_ns();
-        img->stats.ns_patch += t1 - t0 - (img->stats.ns_atoms - atom_ns);
+        img->stats.ns_fixup += t1 - t0;
         t0 = t1;
     }
     /* Pass 2: frozensets, in address order, so that sets nested in the

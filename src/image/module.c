@@ -171,7 +171,7 @@ Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
         "atoms", s->atoms, "interned", s->interned,
         "frozensets", s->frozensets, "words_patched", s->words_patched,
         "ns_checksum", s->ns_checksum,
-        "ns_atoms", s->ns_atoms, "ns_patch", s->ns_patch,
+        "ns_fixup", s->ns_fixup, "ns_intern", s->ns_intern,
         "ns_frozensets", s->ns_frozensets);
 }
 
