@@ -69,6 +69,9 @@ typedef struct {
     PyObject **atom_objs;       /* resolved atoms, by number */
     PyObject **const_objs;      /* runtime objects, by enum ws_const */
     struct ws_module_state *mstate;
+    void *side;                 /* one mapping holding the tables above */
+    size_t side_size;
+    uint32_t n_errors;          /* modules with mstate[i].error set */
     int profile;
     ws_stats stats;
 } ws_image;

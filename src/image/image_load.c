@@ -229,21 +229,29 @@ ws_image_open(ws_image *img, const char *path)
     img->atom_region_size = h->sections[WS_SEC_ATOMIDX].offset
                             + h->sections[WS_SEC_ATOMIDX].size
                             - h->sections[WS_SEC_ATOMS].offset;
+    /* The side tables, zeroed: one anonymous mapping, so that their cost
+       at open does not depend on how many modules and atoms there are
+       (pages are only touched when used). */
     uint64_t blocks = h->sections[WS_SEC_ATOMCHECK].size / sizeof(uint64_t);
-    img->atom_block_ok = PyMem_Calloc(blocks / 8 + 1, 1);
-    img->atom_objs = PyMem_Calloc(h->n_atoms ? h->n_atoms : 1, sizeof(PyObject *));
-    img->const_objs = PyMem_Calloc(WS_CONST_END, sizeof(PyObject *));
-    img->mstate = PyMem_Calloc(h->n_modules ? h->n_modules : 1,
-                               sizeof(struct ws_module_state));
-    if (img->atom_objs == NULL || img->const_objs == NULL
-        || img->mstate == NULL || img->atom_block_ok == NULL) {
+    size_t n_mstate = (size_t)h->n_modules * sizeof(struct ws_module_state);
+    size_t n_atoms = (size_t)h->n_atoms * sizeof(PyObject *);
+    size_t n_consts = WS_CONST_END * sizeof(PyObject *);
+    size_t n_blocks = (size_t)(blocks / 8 + 8) & ~(size_t)7;
+    img->side_size = n_mstate + n_atoms + n_consts + n_blocks;
+    void *side = mmap(NULL, img->side_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (side == MAP_FAILED) {
         PyErr_NoMemory();
-        ws_image_release(img);
         /* Nothing from the mapping has been handed out yet. */
         munmap(map, h->file_size);
         img->base = NULL;
         return -1;
     }
+    img->side = side;
+    img->mstate = side;
+    img->atom_objs = (PyObject **)((char *)side + n_mstate);
+    img->const_objs = (PyObject **)((char *)side + n_mstate + n_atoms);
+    img->atom_block_ok = (unsigned char *)side + n_mstate + n_atoms + n_consts;
     return 0;
 
 fail:
@@ -257,19 +265,18 @@ fail:
 void
 ws_image_release(ws_image *img)
 {
-    if (img->mstate != NULL) {
-        for (uint32_t i = 0; i < img->hdr.n_modules; i++) {
-            Py_CLEAR(img->mstate[i].error);
-        }
+    if (img->side == NULL) {
+        return;
     }
-    PyMem_Free(img->atom_objs);
-    PyMem_Free(img->const_objs);
-    PyMem_Free(img->mstate);
-    PyMem_Free(img->atom_block_ok);
-    img->atom_block_ok = NULL;
+    for (uint32_t i = 0; img->n_errors && i < img->hdr.n_modules; i++) {
+        Py_CLEAR(img->mstate[i].error);
+    }
+    munmap(img->side, img->side_size);
+    img->side = NULL;
+    img->mstate = NULL;
     img->atom_objs = NULL;
     img->const_objs = NULL;
-    img->mstate = NULL;
+    img->atom_block_ok = NULL;
 }
 
 /* ---- Module index --------------------------------------------------- */
@@ -860,6 +867,7 @@ fail:
                                               "replace");
         if (msg != NULL && name != NULL) {
             ms->error = PyUnicode_FromFormat("module %U: %U", name, msg);
+            img->n_errors += ms->error != NULL;
         }
         Py_XDECREF(msg);
         Py_XDECREF(name);
