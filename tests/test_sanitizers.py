@@ -1,0 +1,104 @@
+"""The C core built with AddressSanitizer and UndefinedBehaviorSanitizer:
+round trip of the standard library and replay of damaged images, clean."""
+import glob
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import test_bad_input
+from conftest import HERE, run_python
+
+ROOT = os.path.dirname(HERE)
+
+
+def runtime(name):
+    p = subprocess.run(["gcc", f"-print-file-name={name}"],
+                       capture_output=True, text=True)
+    path = p.stdout.strip()
+    return path if p.returncode == 0 and os.path.isabs(path) else None
+
+
+@pytest.fixture(scope="module")
+def asan_build(tmp_path_factory):
+    asan, ubsan = runtime("libasan.so"), runtime("libubsan.so")
+    if not (asan and ubsan and shutil.which("gcc")):
+        pytest.skip("gcc sanitizer runtimes not installed")
+    out = tmp_path_factory.mktemp("asan")
+    flags = "-fsanitize=address,undefined -fno-sanitize-recover=undefined " \
+            "-fno-omit-frame-pointer -O1 -Werror"
+    env = dict(os.environ, WARMSTART_CFLAGS=flags,
+               WARMSTART_LDFLAGS="-fsanitize=address,undefined")
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext",
+                    "--build-lib", str(out / "lib"),
+                    "--build-temp", str(out / "tmp")],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    for py in glob.glob(os.path.join(ROOT, "src", "warmstart", "*.py")):
+        shutil.copy(py, out / "lib" / "warmstart")
+    (so,) = glob.glob(str(out / "lib" / "warmstart" / "_image*.so"))
+    with open(so, "rb") as f:
+        blob = f.read()
+    assert b"__asan_report" in blob and b"__ubsan_handle" in blob
+    return {
+        "PYTHONPATH": str(out / "lib") + os.pathsep + HERE,
+        "LD_PRELOAD": f"{asan} {ubsan}",
+        "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=0",
+        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+        "PYTHONMALLOC": "malloc",
+    }
+
+
+ROUNDTRIP = r"""
+import marshal, sys, warmstart, codecompare
+from warmstart import image
+assert warmstart._image.__file__.startswith(sys.argv[2]), warmstart._image.__file__
+mods = list(image.stdlib_modules(include_tests=False))
+summary = warmstart.build_image(sys.argv[1], mods)
+img = warmstart.Image(sys.argv[1])
+bad = 0
+for name, src, _ in mods:
+    if name in img:
+        ref = marshal.loads(marshal.dumps(image.compile_module(src)))
+        bad += bool(codecompare.diff(img.get_code(name), ref, name, with_dis=False))
+ns = {"__name__": "json_image"}
+exec(img.get_code("json.decoder"), ns)
+assert ns["JSONDecoder"]().decode('[1, "a", {"b": 2.5}]') == [1, "a", {"b": 2.5}]
+print(summary["modules"], bad)
+"""
+
+
+def test_roundtrip_under_sanitizers(asan_build, tmp_path):
+    lib = asan_build["PYTHONPATH"].split(os.pathsep)[0]
+    p = run_python(ROUNDTRIP, str(tmp_path / "s.img"), lib, env=asan_build)
+    modules, bad = map(int, p.stdout.split())
+    assert modules > 500 and bad == 0
+    assert "ERROR: AddressSanitizer" not in p.stderr
+    assert "runtime error" not in p.stderr
+
+
+def test_damaged_images_under_sanitizers(asan_build, small_image, tmp_path):
+    corpus = tmp_path / "corpus"
+    data = open(small_image, "rb").read()
+    rng = random.Random(7)
+    for k in range(60):
+        d = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            d[rng.randrange(len(d))] ^= 1 << rng.randrange(8)
+        test_bad_input.write(corpus, f"flip-{k}", d)
+    for k in range(10):
+        test_bad_input.write(corpus, f"cut-{k}", data[:rng.randrange(len(data))])
+    for case in sorted(test_bad_input.EDITS):
+        edit, _ = test_bad_input.EDITS[case]
+        crafted, _ = test_bad_input.crafted(data, edit)
+        test_bad_input.write(corpus, "crafted-" + case.replace(" ", "-"), crafted)
+    p = run_python(test_bad_input.REPLAY, small_image, str(corpus),
+                   env=asan_build)
+    assert "ERROR: AddressSanitizer" not in p.stderr
+    assert "runtime error" not in p.stderr
+    results = json.loads(p.stdout)
+    assert all(r["wrong"] == [] for r in results.values())
+    assert len(results) == 70 + len(test_bad_input.EDITS)
