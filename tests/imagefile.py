@@ -5,17 +5,17 @@ import struct
 
 from warmstart import _image
 
-HEADER = struct.Struct("<8sII IIII16sI64I 4x QQ 16Q IIII Q")
+HEADER = struct.Struct("<8sII IIII16sI64I 4x QQ 18Q IIII QQ")
 MODULE = struct.Struct("<IIIIII QQQQ qQQ QQ")
 ATOM = struct.Struct("<II")
 SECTIONS = ("modules", "index", "names", "atoms", "atomidx", "heap", "reloc",
-            "atomcheck")
+            "atomcheck", "meta")
 PAGE = 4096
 
 # enum ws_ref_kind / ws_type / ws_const
 HEAP, ATOMREF, CONST, TYPE, FROZENSET = range(5)
 T_CODE, T_TUPLE = 1, 2
-assert HEADER.size == 480 and MODULE.size == 96
+assert HEADER.size == 504 and MODULE.size == 96
 
 
 class ImageFile:
@@ -24,10 +24,10 @@ class ImageFile:
         f = HEADER.unpack_from(self.data, 0)
         self.preferred_base = f[73]
         self.file_size = f[74]
-        raw = f[75:91]
+        raw = f[75:93]
         self.sections = {name: (raw[2 * i], raw[2 * i + 1])
                          for i, name in enumerate(SECTIONS)}
-        self.n_modules, self.n_atoms, self.index_slots = f[91:94]
+        self.n_modules, self.n_atoms, self.index_slots = f[93:96]
 
     # -- header ---------------------------------------------------------
     def reseal_header(self):

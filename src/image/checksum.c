@@ -78,6 +78,9 @@ void
 ws_checksum_update(ws_checksum_state *st, const void *data, size_t len)
 {
     const unsigned char *p = data;
+    if (len == 0) {
+        return;                 /* data may be NULL */
+    }
     st->total += len;
     if (st->ntail) {
         size_t take = 32 - st->ntail;

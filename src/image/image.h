@@ -24,7 +24,8 @@ PyObject *ws_fingerprint_to_dict(const struct ws_fingerprint *fp);
    meta a dict (or None) of is_package, origin, source_size,
    source_mtime_ns, source_hash.  Returns a summary dict. */
 PyObject *ws_write_image(PyObject *path, PyObject *entries,
-                         uint64_t preferred_base);
+                         uint64_t preferred_base, const char *meta,
+                         Py_ssize_t meta_len);
 
 /* interp_state.c: take n consecutive code versions from the interpreter's
    counter, as the code object constructor would; 0 when it is exhausted. */

@@ -17,6 +17,8 @@
  *   index      uint32_t[index_slots]: open-addressing hash table,
  *              slot = entry number + 1, 0 = empty; probing is linear
  *   names      module names and origin paths, UTF-8, not NUL-terminated
+ *   meta       bytes the caller stores with the image (warmstart keeps its
+ *              build record there: sys.path, directory times, flags)
  *   atoms      leaf objects (str, bytes, int, float, complex), each once
  *              per image, shared by all modules
  *   atomidx    struct ws_atom[n_atoms], directly after atoms
@@ -40,7 +42,7 @@
 /* Written in place of magic[0] until the file is complete, so that an
    interrupted write reads as "unfinished image", not as "not an image". */
 #define WS_MAGIC_UNFINISHED '!'
-#define WS_FORMAT_VERSION 1
+#define WS_FORMAT_VERSION 2
 #define WS_PAGE_SIZE 4096
 #define WS_ALIGN 8
 
@@ -109,6 +111,7 @@ enum ws_section {
     WS_SEC_HEAP,
     WS_SEC_RELOC,
     WS_SEC_ATOMCHECK,
+    WS_SEC_META,
     WS_SEC_COUNT
 };
 
@@ -155,6 +158,8 @@ struct ws_header {
     /* Size of the index hash table: a power of two, > n_modules. */
     uint32_t index_slots;
     uint32_t reserved;
+    /* ws_checksum of the meta section, checked when it is read. */
+    uint64_t meta_check;
     /* ws_checksum of this header with this field set to zero.  Per-module
        and per-atom data carry their own checksums, checked on first use, so
        opening an image costs the same whatever its size. */

@@ -157,6 +157,7 @@ check_header(const struct ws_header *h, uint64_t file_size, const char *path)
              && check_section(h, WS_SEC_RELOC, 0)
              && h->sections[WS_SEC_ATOMIDX].offset >= h->sections[WS_SEC_ATOMS].offset
              && check_section(h, WS_SEC_ATOMCHECK, 0)
+             && check_section(h, WS_SEC_META, 0)
              && h->sections[WS_SEC_ATOMCHECK].size
                 == (h->sections[WS_SEC_ATOMIDX].offset
                     + h->sections[WS_SEC_ATOMIDX].size

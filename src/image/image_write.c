@@ -92,7 +92,7 @@ round_up(size_t n, size_t align)
 
 typedef struct {
     uint64_t heap_base;         /* preferred address of the heap section */
-    wbuf heap, bitmap, reloc, atoms, atomidx, modules, names;
+    wbuf heap, bitmap, reloc, atoms, atomidx, modules, names, meta;
     PyObject *atom_keys;        /* atom bytes -> atom number */
     /* Current module. */
     size_t seg_start;
@@ -759,9 +759,11 @@ write_file(writer *w, PyObject *path)
     content[WS_SEC_INDEX] = &index;
     content[WS_SEC_NAMES] = &w->names;
     content[WS_SEC_ATOMCHECK] = &atomcheck;
+    content[WS_SEC_META] = &w->meta;
     static const enum ws_section order[WS_SEC_COUNT] = {
         WS_SEC_HEAP, WS_SEC_RELOC, WS_SEC_ATOMS, WS_SEC_ATOMIDX,
         WS_SEC_ATOMCHECK, WS_SEC_MODULES, WS_SEC_INDEX, WS_SEC_NAMES,
+        WS_SEC_META,
     };
     uint64_t off = WS_PAGE_SIZE;
     for (int i = 0; i < WS_SEC_COUNT; i++) {
@@ -776,6 +778,7 @@ write_file(writer *w, PyObject *path)
         }
     }
     h.file_size = off;
+    h.meta_check = ws_checksum(w->meta.data, w->meta.len);
     h.header_check = 0;
     h.header_check = ws_checksum(&h, sizeof h);
 
@@ -849,7 +852,8 @@ skip_module(PyObject *skipped, PyObject *name)
 }
 
 PyObject *
-ws_write_image(PyObject *path, PyObject *entries, uint64_t preferred_base)
+ws_write_image(PyObject *path, PyObject *entries, uint64_t preferred_base,
+               const char *meta, Py_ssize_t meta_len)
 {
     if (preferred_base % WS_PAGE_SIZE != 0 || preferred_base == 0) {
         PyErr_SetString(PyExc_ValueError, "preferred base must be a non-zero "
@@ -859,6 +863,9 @@ ws_write_image(PyObject *path, PyObject *entries, uint64_t preferred_base)
     writer w;
     memset(&w, 0, sizeof w);
     w.heap_base = preferred_base + WS_PAGE_SIZE;
+    if (meta_len > 0 && wbuf_append(&w.meta, meta, (size_t)meta_len) < 0) {
+        return NULL;
+    }
     PyObject *result = NULL, *skipped = NULL, *seen = NULL, *it = NULL,
              *item = NULL;
     w.atom_keys = PyDict_New();
@@ -929,6 +936,7 @@ done:
     wbuf_free(&w.atomidx);
     wbuf_free(&w.modules);
     wbuf_free(&w.names);
+    wbuf_free(&w.meta);
     return result;
 }
 

@@ -210,7 +210,24 @@ Image_get_header(ImageObject *self, void *Py_UNUSED(c))
         "fingerprint", fp);
 }
 
+static PyObject *
+Image_meta(ImageObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    const struct ws_section_entry *s = &self->img.hdr.sections[WS_SEC_META];
+    const unsigned char *p = self->img.base + s->offset;
+    if (ws_checksum(p, s->size) != self->img.hdr.meta_check) {
+        PyErr_SetString(ws_ImageError, "corrupt image: metadata checksum");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)s->size);
+}
+
 static PyMethodDef Image_methods[] = {
+    {"meta", (PyCFunction)Image_meta, METH_NOARGS,
+     "meta() -> bytes stored with the image by its writer"},
     {"get_code", (PyCFunction)Image_get_code, METH_O,
      "get_code(name) -> code\n\nThe module's code object, materialised on "
      "first use.\nKeyError if absent, ImageError if it cannot be loaded."},
@@ -250,14 +267,20 @@ static PyTypeObject ImageType = {
 static PyObject *
 write_image(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"path", "entries", "preferred_base", NULL};
+    static char *kwlist[] = {"path", "entries", "preferred_base", "meta",
+                             NULL};
     PyObject *path, *entries;
     unsigned long long base;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "UOK:write_image", kwlist,
-                                     &path, &entries, &base)) {
+    Py_buffer meta = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "UOK|y*:write_image", kwlist,
+                                     &path, &entries, &base, &meta)) {
         return NULL;
     }
-    return ws_write_image(path, entries, base);
+    PyObject *r = ws_write_image(path, entries, base, meta.buf, meta.len);
+    if (meta.obj != NULL) {
+        PyBuffer_Release(&meta);
+    }
+    return r;
 }
 
 #else /* !WS_SUPPORTED */
@@ -315,7 +338,7 @@ static PyMethodDef module_methods[] = {
     {"_code_version", code_version, METH_O, "co_version of a code object"},
     {"write_image", (PyCFunction)(void (*)(void))write_image,
      METH_VARARGS | METH_KEYWORDS,
-     "write_image(path, entries, preferred_base) -> summary dict\n\n"
+     "write_image(path, entries, preferred_base, meta=b'') -> summary dict\n\n"
      "entries: iterable of (name, code, meta); meta is None or a dict with\n"
      "is_package, origin, source_size, source_mtime_ns, source_hash.\n"
      "Modules that cannot be stored are listed in summary['skipped']."},
