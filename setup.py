@@ -7,6 +7,18 @@ import os
 import shlex
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+
+class build_py_with_pth(build_py):
+    """Install warmstart.pth next to the package: the start-up hook that
+    activates an image when WARMSTART_IMAGE (or WARMSTART=auto) is set and
+    costs one dictionary lookup otherwise."""
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join("src", "warmstart.pth"),
+                       os.path.join(self.build_lib, "warmstart.pth"))
 
 extra = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
          "-fno-strict-aliasing"]
@@ -34,4 +46,4 @@ image = Extension(
     extra_link_args=link,
 )
 
-setup(ext_modules=[image])
+setup(ext_modules=[image], cmdclass={"build_py": build_py_with_pth})

@@ -1,13 +1,33 @@
 """warmstart: CPython that starts warm.
 
-Tier 1, the code image: compiled modules stored in the interpreter's own
-memory layout and mapped instead of unmarshalled.  See docs/architecture.md.
+  warmstart.Image(path)          an open code image (tier 1)
+  warmstart.build_image(...)     compile modules into an image
+  warmstart.activate(path)       serve imports from an image (tier 2)
+
+See docs/architecture.md.  Attributes are loaded on first use, so that the
+start-up hook can import the package without paying for what it does not
+use.
 """
 from ._image import SUPPORTED, ImageError, fingerprint
-from .image import Image, build_image, compile_module, stdlib_modules
 
 __all__ = [
-    "SUPPORTED", "Image", "ImageError", "build_image", "compile_module",
-    "fingerprint", "stdlib_modules",
+    "SUPPORTED", "Image", "ImageError", "activate", "build_image",
+    "compile_module", "deactivate", "fingerprint", "stdlib_modules",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Image": "image", "build_image": "image", "compile_module": "image",
+    "stdlib_modules": "image", "activate": "importer",
+    "deactivate": "importer",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'warmstart' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

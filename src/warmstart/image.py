@@ -4,7 +4,7 @@ Finding modules and compiling them is done here, the way the import system
 would do it; storing and mapping code objects is done by warmstart._image.
 """
 import hashlib
-import importlib.machinery
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -36,10 +36,11 @@ def _preferred_base(names):
     return _BASE_LO + slot * _BASE_ALIGN
 
 
-def compile_module(path, optimize=-1):
+def compile_module(path, optimize=-1, source=None):
     """Compile the source file *path* as SourceLoader.source_to_code does."""
-    with open(path, "rb") as f:
-        source = f.read()
+    if source is None:
+        with open(path, "rb") as f:
+            source = f.read()
     with warnings.catch_warnings():
         # Warnings about the source (invalid escapes...) belong to the run
         # that imports it, not to the build.
@@ -48,22 +49,25 @@ def compile_module(path, optimize=-1):
                        optimize=optimize)
 
 
-def source_meta(path, is_package):
+def source_meta(path, is_package, source):
     st = os.stat(path)
     return {
         "origin": path,
         "is_package": is_package,
         "source_mtime_ns": st.st_mtime_ns,
         "source_size": st.st_size,
+        "source_hash": int.from_bytes(importlib.util.source_hash(source),
+                                      "little"),
     }
 
 
-def build_image(path, modules, optimize=-1, progress=None):
+def build_image(path, modules, optimize=-1, progress=None, meta=b""):
     """Compile *modules* and write them as one image at *path*.
 
     *modules* is an iterable of (name, source path, is_package).  Returns
     the writer's summary; modules that fail to compile or cannot be stored
-    are listed in summary["skipped"] as (name, reason).
+    are listed in summary["skipped"] as (name, reason).  *meta* is stored
+    with the image (Image.meta()).
     """
     modules = list(modules)
     skipped = []
@@ -73,16 +77,23 @@ def build_image(path, modules, optimize=-1, progress=None):
             if progress is not None:
                 progress(i, len(modules))
             try:
-                code = compile_module(src, optimize)
-                meta = source_meta(src, is_package)
+                st_before = os.stat(src)
+                with open(src, "rb") as f:
+                    source = f.read()
+                code = compile_module(src, optimize, source)
+                info = source_meta(src, is_package, source)
+                if info["source_mtime_ns"] != st_before.st_mtime_ns:
+                    raise OSError("source changed while it was compiled")
             except (SyntaxError, ValueError, OSError, UnicodeDecodeError) as e:
                 skipped.append((name, f"{type(e).__name__}: {e}"))
                 continue
-            yield name, code, meta
+            yield name, code, info
 
     base = _preferred_base([m[0] for m in modules])
-    summary = _image.write_image(os.fspath(path), entries(), base)
+    summary = _image.write_image(os.fspath(path), entries(), base, meta)
     summary["skipped"] = skipped + summary["skipped"]
+    if progress is not None:
+        progress(len(modules), len(modules))
     return summary
 
 

@@ -1,0 +1,153 @@
+"""warmstart command line.
+
+  warmstart build -o app.img -- python -m mytool --help
+  warmstart build -o app.img -- python script.py args...
+  warmstart build -o app.img --modules json,email.parser
+  warmstart build -o app.img --stdlib
+  warmstart info app.img [-v]
+  warmstart run app.img -- python -m mytool ...
+"""
+import argparse
+import marshal
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+def _print_summary(summary, other=()):
+    print(f"warmstart: wrote {summary['modules']} modules, "
+          f"{summary['size'] / 1e6:.1f} MB")
+    for name, reason in summary["skipped"]:
+        print(f"  skipped {name}: {reason}")
+    kinds = {}
+    for name, reason in other:
+        kinds.setdefault(reason.split(" (")[0], []).append(name)
+    for reason, names in sorted(kinds.items()):
+        print(f"  not imaged ({reason}): {len(names)}")
+
+
+def cmd_build(args):
+    from . import build, image
+    out = os.path.abspath(args.output)
+    progress = build.progress_bar if sys.stderr.isatty() else None
+    if args.stdlib or args.modules:
+        mods, skipped = [], []
+        if args.stdlib:
+            mods += list(image.stdlib_modules(include_tests=False))
+        if args.modules:
+            found, skipped = build.modules_from_names(
+                [m for m in args.modules.split(",") if m])
+            mods += found
+        seen = set()
+        mods = [m for m in mods if not (m[0] in seen or seen.add(m[0]))]
+        summary = build.write(out, mods, optimize=sys.flags.optimize,
+                              progress=progress)
+        summary["skipped"] = skipped + summary["skipped"]
+        _print_summary(summary)
+        return 0
+    command = args.command
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("warmstart build: give --stdlib, --modules or a command "
+              "after --", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report")
+        env = dict(os.environ, WARMSTART_RECORD=out, WARMSTART_REPORT=report)
+        env.pop("WARMSTART_IMAGE", None)
+        env.pop("WARMSTART", None)
+        if progress:
+            env["WARMSTART_PROGRESS"] = "1"
+        try:
+            os.unlink(out + ".claim")
+        except FileNotFoundError:
+            pass
+        try:
+            rc = subprocess.call(command, env=env)
+        finally:
+            try:
+                os.unlink(out + ".claim")
+            except FileNotFoundError:
+                pass
+        if not os.path.exists(report):
+            print("warmstart build: the command's interpreter did not record "
+                  "its imports (is warmstart installed for it?)",
+                  file=sys.stderr)
+            return 1
+        with open(report, "rb") as f:
+            data = marshal.load(f)
+    _print_summary(data["summary"], data["other"])
+    if rc != 0:
+        print(f"warmstart build: note: the command exited with status {rc}")
+    return 0
+
+
+def cmd_info(args):
+    from . import _image
+    print(f"image: {args.image}")
+    try:
+        img = _image.Image(os.path.abspath(args.image))
+    except (OSError, _image.ImageError) as e:
+        print(f"unusable here: {e}")
+        return 1
+    h = img.header
+    fp = h["fingerprint"]
+    print(f"fits this interpreter: yes ({sys.version.split()[0]}, "
+          f"{fp['cache_tag']})")
+    print(f"modules: {h['modules']}, atoms: {h['atoms']}, "
+          f"size: {h['file_size'] / 1e6:.1f} MB")
+    try:
+        record = marshal.loads(img.meta()) if img.meta() else None
+    except (_image.ImageError, EOFError, ValueError) as e:
+        print(f"build record: unreadable ({e})")
+        record = None
+    if record:
+        trusted = sum(1 for k in record["entry"].values() if k >= 0)
+        print(f"built with sys.path: {record['sys_path']}")
+        print(f"modules found by a trusted index: {trusted} of "
+              f"{len(record['entry'])}")
+    if args.verbose:
+        for name in img.modules():
+            i = img.info(name)
+            kind = "package" if i["is_package"] else "module"
+            print(f"  {name:40s} {kind:7s} {i['bytes']:8d} B  {i['origin']}")
+    return 0
+
+
+def cmd_run(args):
+    command = args.command
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("warmstart run: give a command after --", file=sys.stderr)
+        return 2
+    env = dict(os.environ, WARMSTART_IMAGE=os.path.abspath(args.image))
+    exe = shutil.which(command[0]) or command[0]
+    os.execve(exe, command, env)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="warmstart", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write an image")
+    b.add_argument("-o", "--output", required=True)
+    b.add_argument("--modules", help="comma-separated module names")
+    b.add_argument("--stdlib", action="store_true",
+                   help="the whole standard library")
+    b.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- python ...: record what this command imports")
+    i = sub.add_parser("info", help="what is in an image, and does it fit")
+    i.add_argument("image")
+    i.add_argument("-v", "--verbose", action="store_true")
+    r = sub.add_parser("run", help="run a command with an image active")
+    r.add_argument("image")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    return {"build": cmd_build, "info": cmd_info, "run": cmd_run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

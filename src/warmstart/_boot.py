@@ -1,0 +1,85 @@
+"""Start-up hook, imported by warmstart.pth only when one of these is set:
+
+  WARMSTART_IMAGE=app.img   serve imports from app.img
+  WARMSTART_RECORD=out.img  record what this run imports; write out.img at exit
+  WARMSTART=auto            zero-config: use and maintain a cached image for
+                            this interpreter, sys.path and entry point
+  WARMSTART_CHECK=mtime|hash|none   how sources are checked (default mtime)
+
+Imports only what site has already imported, plus the C core.
+"""
+import os
+import sys
+
+
+def _entry_point():
+    """What this process runs: a script path, '-m module' or '-c'."""
+    argv = getattr(sys, "orig_argv", None) or []
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-m" and i + 1 < len(args):
+            return "-m " + args[i + 1]
+        if a.startswith("-m") and len(a) > 2:
+            return "-m " + a[2:]
+        if a == "-c" or a.startswith("-c"):
+            return "-c"
+        if a in ("-X", "-W", "-Q"):
+            i += 2
+            continue
+        if a.startswith("-") and a != "-":
+            i += 1
+            continue
+        return os.path.abspath(a)
+    return "<interactive>"
+
+
+def _record_at_exit(out, claim=True):
+    """At exit, write an image of the source modules this run imported."""
+    import atexit
+    from .auto import _PathSnapshot
+
+    if claim:
+        # With several Python processes under one `warmstart build`, the
+        # first one to start records.
+        try:
+            fd = os.open(out + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+        except OSError:
+            return
+    snapshot = _PathSnapshot()
+    sys.meta_path.append(snapshot)
+
+    def write():
+        from . import build
+        found, pkg_paths, other = build.modules_from_run(sys.modules)
+        progress = None
+        if os.environ.get("WARMSTART_PROGRESS"):
+            progress = build.progress_bar
+        summary = build.write(out, found, sys_path=snapshot.sys_path or sys.path,
+                              cwd=snapshot.cwd, pkg_paths=pkg_paths,
+                              optimize=sys.flags.optimize, progress=progress)
+        report = os.environ.get("WARMSTART_REPORT")
+        if report:
+            import marshal
+            with open(report, "wb") as f:
+                marshal.dump({"summary": summary, "other": other}, f)
+
+    atexit.register(write)
+
+
+def main():
+    image = os.environ.get("WARMSTART_IMAGE")
+    if image:
+        from . import importer
+        importer.activate(image)
+    record = os.environ.get("WARMSTART_RECORD")
+    if record:
+        _record_at_exit(record)
+    elif not image and os.environ.get("WARMSTART") == "auto":
+        from . import auto
+        auto.start(_entry_point(), list(sys.path))
+
+
+main()

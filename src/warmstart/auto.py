@@ -1,0 +1,155 @@
+"""Zero-config mode (WARMSTART=auto).
+
+The first run of a program records what it imports; at exit a separate
+process writes an image into the per-user cache, keyed by interpreter,
+sys.path, optimisation level and entry point.  Later runs use it.  When a
+run imports source modules the image does not serve (new, changed or
+missing ones), the image is rewritten the same way.  An unwritable cache
+means no image and a run that works as usual.
+
+  WARMSTART_CACHE   cache directory (default: $XDG_CACHE_HOME/warmstart,
+                    or ~/.cache/warmstart)
+"""
+import marshal
+import os
+import sys
+
+
+def cache_dir():
+    d = os.environ.get("WARMSTART_CACHE")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "warmstart")
+    return d
+
+
+def cache_key(entry, sys_path):
+    from ._image import _checksum
+    text = "\0".join([sys.version, sys.executable, entry,
+                      str(sys.flags.optimize), *sys_path])
+    return "%016x" % _checksum(text.encode("utf-8", "surrogateescape"))
+
+
+def expected_path0():
+    """What the interpreter puts (or has put) in sys.path[0] for this run:
+    it is inserted after start-up hooks such as this one run.  None with
+    -P/-I (safe_path)."""
+    if getattr(sys.flags, "safe_path", False):
+        return None
+    argv = getattr(sys, "orig_argv", None) or []
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-m" or (a.startswith("-m") and len(a) > 2):
+            return os.getcwd()
+        if a == "-c" or a.startswith("-c"):
+            return ""
+        if a in ("-X", "-W"):
+            i += 2
+            continue
+        if a.startswith("-") and a != "-":
+            i += 1
+            continue
+        return os.path.dirname(os.path.realpath(a)) if a != "-" else ""
+    return ""
+
+
+class _PathSnapshot:
+    """Takes sys.path as the program will see it: at the first import
+    after start-up, with sys.path[0] as the interpreter will set it."""
+
+    def __init__(self):
+        self.path0 = expected_path0()
+        self.sys_path = None
+        self.cwd = None
+
+    def find_spec(self, fullname, path=None, target=None):
+        if self.sys_path is None:
+            p = list(sys.path)
+            if self.path0 is not None and (not p or p[0] != self.path0):
+                p.insert(0, self.path0)
+            self.sys_path = p
+            self.cwd = os.getcwd()
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+        return None
+
+
+def start(entry, sys_path):
+    from . import importer
+    key = cache_key(entry, sys_path)
+    d = cache_dir()
+    path = os.path.join(d, key + ".img")
+    finder = None
+    if os.path.exists(path):
+        try:
+            finder = importer.ImageFinder(importer._image.Image(path))
+        except (OSError, importer.ImageError, ValueError, KeyError, EOFError):
+            finder = None           # rewritten at exit
+        else:
+            sys.meta_path.insert(0, finder)
+            importer._active.append(finder)
+    snapshot = _PathSnapshot()
+    sys.meta_path.append(snapshot)
+    import atexit
+    atexit.register(_at_exit, path, finder, snapshot)
+
+
+def _skip_list(path):
+    try:
+        with open(path + ".skip", "rb") as f:
+            return set(marshal.load(f))
+    except (OSError, EOFError, ValueError, TypeError):
+        return set()
+
+
+def _at_exit(path, finder, snapshot):
+    from . import build
+    found, pkg_paths, _ = build.modules_from_run(sys.modules)
+    served = finder.served if finder is not None else set()
+    skipped = _skip_list(path)
+    missing = [m for m in found if m[0] not in served and m[0] not in skipped]
+    if not missing:
+        return
+    sys_path = snapshot.sys_path if snapshot.sys_path is not None else sys.path
+    cwd = snapshot.cwd or os.getcwd()
+    job = {"out": path, "modules": found, "pkg_paths": pkg_paths,
+           "sys_path": [p for p in sys_path if isinstance(p, str)],
+           "cwd": cwd, "optimize": sys.flags.optimize}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        job_file = "%s.job.%d" % (path, os.getpid())
+        with open(job_file, "wb") as f:
+            marshal.dump(job, f)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("WARMSTART") or k == "WARMSTART_CACHE"}
+        # The image is written by another process, after this one exits.
+        os.posix_spawn(sys.executable,
+                       [sys.executable, "-m", "warmstart.auto", job_file], env)
+    except OSError as e:
+        from .importer import verbose, warn
+        if verbose():
+            warn(f"cannot write cache image {path!r}: {e}")
+
+
+def _write(job_file):
+    """Entry point of the writer process."""
+    with open(job_file, "rb") as f:
+        job = marshal.load(f)
+    os.unlink(job_file)
+    from . import build
+    summary = build.write(job["out"], job["modules"], sys_path=job["sys_path"],
+                          cwd=job["cwd"], pkg_paths=job["pkg_paths"],
+                          optimize=job["optimize"])
+    tmp = "%s.skip.%d" % (job["out"], os.getpid())
+    with open(tmp, "wb") as f:
+        marshal.dump([name for name, _ in summary["skipped"]], f)
+    os.replace(tmp, job["out"] + ".skip")
+
+
+if __name__ == "__main__":
+    _write(sys.argv[1])

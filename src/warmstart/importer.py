@@ -1,0 +1,282 @@
+"""Serving imports from a code image (tier 2).
+
+An ImageFinder placed first on sys.meta_path answers for the modules an
+image holds.  It returns exactly the spec the normal path finder would --
+same origin, cached, submodule_search_locations, parent -- with a loader
+that is a SourceFileLoader in every respect except that get_code() takes
+the code from the image instead of reading, validating and unmarshalling
+the .pyc.  Everything else (get_source, resources, linecache, tracebacks,
+runpy, reload) is SourceFileLoader's own behaviour.
+
+A module is served from the image only when the normal import would load
+the same file and that file has not changed:
+
+* Trusted index.  The image records sys.path at build time, each package's
+  __path__, the sys.path (or __path__) entry each module was found in, and
+  the modification time of every directory searched up to it.  While the
+  live search path matches that record up to the module's entry and none
+  of those directories has changed (a new or removed file changes its
+  directory's mtime), no other entry can shadow the module: the finder
+  answers without searching.  Directory times are read once per process,
+  again after importlib.invalidate_caches() -- the same contract the
+  normal FileFinder has for files created while a program runs.
+* Otherwise the module is resolved the normal way (PathFinder), and the
+  image's code is still used if that resolves to the file the image holds.
+* The source file itself is checked before serving: size and mtime (as
+  .pyc files are), or a content hash, or not at all for immutable
+  deployments (check="mtime" | "hash" | "none").
+
+Anything unusable -- a damaged image, a module that fails its checks --
+means the normal import, with at most one warning line on stderr (every
+reason with WARMSTART_VERBOSE=1 or python -v).
+
+This module is imported at start-up when an image is activated, so it
+imports nothing that site has not already imported.
+"""
+import marshal
+import os
+import sys
+from importlib.machinery import PathFinder, SourceFileLoader, ModuleSpec
+
+from . import _image
+
+ImageError = _image.ImageError
+
+META_VERSION = 1
+CHECK_MODES = ("mtime", "hash", "none")
+
+_warned = False
+
+
+def verbose():
+    return bool(os.environ.get("WARMSTART_VERBOSE")) or sys.flags.verbose > 0
+
+
+def warn(message):
+    """One line on stderr per process; all of them when verbose."""
+    global _warned
+    if verbose():
+        print(f"warmstart: {message}", file=sys.stderr)
+    elif not _warned:
+        _warned = True
+        print(f"warmstart: {message} (importing normally; "
+              f"WARMSTART_VERBOSE=1 for details)", file=sys.stderr)
+
+
+def _dir_key(entry, cwd):
+    """The directory a sys.path entry names ('' is the working directory)."""
+    return os.path.join(cwd, entry) if not os.path.isabs(entry) else entry
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+class ImageLoader(SourceFileLoader):
+    """SourceFileLoader whose get_code() comes from the image."""
+
+    def __init__(self, fullname, path, finder):
+        super().__init__(fullname, path)
+        self._finder = finder
+
+    def __eq__(self, other):
+        return (type(self) is type(other) and self.name == other.name
+                and self.path == other.path)
+
+    def __hash__(self):
+        return hash((self.name, self.path))
+
+    def get_code(self, fullname):
+        if fullname == self.name:
+            code = self._finder._code(fullname, self.path)
+            if code is not None:
+                return code
+        return super().get_code(fullname)
+
+
+class ImageFinder:
+    """Meta-path finder for the modules of one image."""
+
+    def __init__(self, image, check="mtime"):
+        if check not in CHECK_MODES:
+            raise ValueError(f"check must be one of {CHECK_MODES}")
+        self.image = image
+        self.check = check
+        meta = image.meta()
+        record = marshal.loads(meta) if meta else {}
+        if record.get("version") != META_VERSION:
+            raise ImageError(f"{image.path}: no build record for the importer")
+        self.sys_path = record["sys_path"]
+        self.cwd = record["cwd"]
+        self.pkg_paths = record["pkg_paths"]
+        self.entry = record["entry"]
+        self.dir_mtimes = record["dir_mtimes"]
+        self.path_hooks = list(sys.path_hooks)
+        self._dir_ok = {}
+        self._info = {}
+        self.served = set()
+        self.fallbacks = {}
+
+    def __repr__(self):
+        return f"<warmstart.ImageFinder {self.image.path!r}>"
+
+    # -- the import protocol -------------------------------------------
+    def find_spec(self, fullname, path=None, target=None):
+        k = self.entry.get(fullname, -2)
+        if k == -2:
+            return None                     # not in the image
+        info = self._module_info(fullname)
+        if info is None:
+            return None
+        origin = info["origin"]
+        parent = fullname.rpartition(".")[0]
+        recorded = self.pkg_paths.get(parent) if parent else self.sys_path
+        live = sys.path if path is None else path
+        if (k >= 0 and recorded is not None
+                and self._search_unchanged(live, recorded, k)):
+            if not self._fresh(fullname, info):
+                return None
+            return self._spec(fullname, origin, info["is_package"])
+        # The search path differs from the build: resolve normally, and
+        # still serve the image's code if that finds the same file.
+        spec = PathFinder.find_spec(fullname, path, target)
+        if (spec is not None and spec.origin == origin
+                and type(spec.loader) is SourceFileLoader
+                and self._fresh(fullname, info)):
+            spec.loader = ImageLoader(fullname, origin, self)
+        return spec
+
+    def invalidate_caches(self):
+        self._dir_ok.clear()
+
+    # -- checks ----------------------------------------------------------
+    def _module_info(self, fullname):
+        info = self._info.get(fullname)
+        if info is None:
+            try:
+                info = self._info[fullname] = self.image.info(fullname)
+            except (KeyError, ImageError) as e:
+                self._fallback(fullname, str(e))
+                return None
+        return info
+
+    def _search_unchanged(self, live, recorded, k):
+        """Entries 0..k of the live search path are the recorded ones, are
+        handled by the normal file finder, and their directories have not
+        changed since the build."""
+        if len(live) <= k or len(recorded) <= k:
+            return False
+        if sys.path_hooks != self.path_hooks:
+            return False
+        cwd = None
+        cache = sys.path_importer_cache
+        for i in range(k + 1):
+            entry = live[i]
+            if entry != recorded[i]:
+                return False
+            if not os.path.isabs(entry):
+                if cwd is None:
+                    cwd = os.getcwd()
+                if cwd != self.cwd:
+                    return False
+            finder = cache.get(entry)
+            if finder is not None and type(finder).__name__ != "FileFinder":
+                return False
+            d = _dir_key(entry, self.cwd)
+            ok = self._dir_ok.get(d)
+            if ok is None:
+                ok = self._dir_ok[d] = _mtime(d) == self.dir_mtimes.get(d, -1)
+            if not ok:
+                return False
+        return True
+
+    def _fresh(self, fullname, info):
+        """The source is what the image's code was compiled from."""
+        if self.check == "none":
+            return True
+        origin = info["origin"]
+        try:
+            if self.check == "hash":
+                if not info["source_hash"]:
+                    return self._fallback(fullname, "image has no source hash")
+                with open(origin, "rb") as f:
+                    data = f.read()
+                ok = _source_hash(data) == info["source_hash"]
+            else:
+                st = os.stat(origin)
+                ok = (st.st_mtime_ns == info["source_mtime_ns"]
+                      and st.st_size == info["source_size"])
+        except OSError:
+            ok = False
+        if not ok:
+            return self._fallback(fullname, "source changed since the build")
+        return True
+
+    def _fallback(self, fullname, why):
+        self.fallbacks[fullname] = why
+        if verbose():
+            warn(f"{fullname}: {why}")
+        return False
+
+    # -- serving -------------------------------------------------------------
+    def _spec(self, fullname, origin, is_package):
+        loader = ImageLoader(fullname, origin, self)
+        spec = ModuleSpec(fullname, loader, origin=origin, is_package=is_package)
+        spec.has_location = True
+        if is_package:
+            spec.submodule_search_locations = [os.path.dirname(origin)]
+        return spec
+
+    def _code(self, fullname, origin):
+        """The image's code for the module at *origin*, or None."""
+        info = self._info.get(fullname)
+        if info is None or info["origin"] != origin:
+            return None
+        try:
+            code = self.image.get_code(fullname)
+        except ImageError as e:
+            warn(str(e))
+            self._fallback(fullname, str(e))
+            return None
+        self.served.add(fullname)
+        return code
+
+
+def _source_hash(data):
+    # The same keyed hash as hash-based .pyc files use.
+    from importlib.util import source_hash
+    return int.from_bytes(source_hash(data), "little")
+
+
+_active = []
+
+
+def activate(path, check=None):
+    """Serve imports from the image at *path*; returns the finder, or None
+    (with one warning line) if the image cannot be used."""
+    if check is None:
+        check = os.environ.get("WARMSTART_CHECK", "mtime")
+    try:
+        if not _image.SUPPORTED:
+            raise ImageError("code images are not supported by this "
+                             "interpreter build")
+        finder = ImageFinder(_image.Image(os.fspath(path)), check)
+    except (OSError, ImageError, ValueError, KeyError, EOFError, TypeError) as e:
+        warn(f"cannot use image {os.fspath(path)!r}: {e}")
+        return None
+    sys.meta_path.insert(0, finder)
+    _active.append(finder)
+    return finder
+
+
+def deactivate():
+    """Remove every finder activate() installed."""
+    while _active:
+        finder = _active.pop()
+        try:
+            sys.meta_path.remove(finder)
+        except ValueError:
+            pass
