@@ -5,6 +5,7 @@
   WARMSTART=auto            zero-config: use and maintain a cached image for
                             this interpreter, sys.path and entry point
   WARMSTART_CHECK=mtime|hash|none   how sources are checked (default mtime)
+  WARMSTART_STATS=1         at exit, print on stderr what the image served
 
 Imports only what site has already imported, plus the C core.
 """
@@ -69,7 +70,26 @@ def _record_at_exit(out, claim=True):
     atexit.register(write)
 
 
+def _stats_at_exit():
+    import atexit
+
+    def report():
+        from . import importer
+        for f in importer._active:
+            print(f"warmstart: served {len(f.served)} modules from "
+                  f"{f.image.path}; {len(f.fallbacks)} imported normally",
+                  file=sys.stderr)
+            for name, why in sorted(f.fallbacks.items()):
+                print(f"warmstart:   {name}: {why}", file=sys.stderr)
+        if not importer._active:
+            print("warmstart: no image active", file=sys.stderr)
+
+    atexit.register(report)
+
+
 def main():
+    if os.environ.get("WARMSTART_STATS"):
+        _stats_at_exit()
     image = os.environ.get("WARMSTART_IMAGE")
     if image:
         from . import importer

@@ -33,9 +33,11 @@ reason with WARMSTART_VERBOSE=1 or python -v).
 This module is imported at start-up when an image is activated, so it
 imports nothing that site has not already imported.
 """
+import _imp
 import marshal
 import os
 import sys
+from importlib._bootstrap_external import _RAW_MAGIC_NUMBER
 from importlib.machinery import PathFinder, SourceFileLoader, ModuleSpec
 
 from . import _image
@@ -246,9 +248,9 @@ class ImageFinder:
 
 
 def _source_hash(data):
-    # The same keyed hash as hash-based .pyc files use.
-    from importlib.util import source_hash
-    return int.from_bytes(source_hash(data), "little")
+    # importlib.util.source_hash, without importing importlib.util (which
+    # may itself be an import this finder is serving).
+    return int.from_bytes(_imp.source_hash(_RAW_MAGIC_NUMBER, data), "little")
 
 
 _active = []

@@ -1,0 +1,354 @@
+"""The import tier: a program imports exactly as before, with the modules
+the image knows coming from it."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
+import zipfile
+
+import pytest
+
+import warmstart
+from warmstart import build
+
+PTH = os.path.join(sysconfig.get_paths()["purelib"], "warmstart.pth")
+needs_pth = pytest.mark.skipif(not os.path.exists(PTH),
+                               reason="warmstart is not installed (no .pth)")
+
+FILES = {
+    "app/__init__.py": """
+        from . import util
+        from .util import VALUE
+        import importlib.resources
+        DATA = importlib.resources.files(__name__).joinpath("data.txt").read_text()
+    """,
+    "app/util.py": """
+        VALUE = 42
+        def fail():
+            raise ValueError("boom from util")
+    """,
+    "app/data.txt": "resource data\n",
+    "app/circ_a.py": """
+        from . import circ_b
+        A = 1
+        def b():
+            return circ_b.B
+    """,
+    "app/circ_b.py": """
+        from . import circ_a
+        B = 2
+    """,
+    "app/__main__.py": """
+        import sys, traceback, inspect, pkgutil, importlib, linecache
+        import app, app.circ_a, app.util
+        import ns.part
+        print("value", app.VALUE, app.DATA.strip(), app.circ_a.b())
+        print("ns", ns.part.X, list(ns.__path__) == [ns.part.__file__.rsplit("/", 1)[0]])
+        print("file", app.util.__file__.endswith("app/util.py"),
+              app.util.__cached__.endswith(".pyc"), app.__path__ == [app.__file__.rsplit("/", 1)[0]])
+        print("spec", app.util.__spec__.name, app.util.__spec__.parent,
+              app.util.__spec__.has_location, app.__spec__.submodule_search_locations is not None)
+        try:
+            app.util.fail()
+        except ValueError:
+            tb = traceback.format_exc()
+        print("traceback", 'raise ValueError("boom from util")' in tb)
+        print("source", inspect.getsource(app.util.fail).splitlines()[0])
+        print("iter", sorted(m.name for m in pkgutil.iter_modules(app.__path__)))
+        importlib.reload(app.util)
+        del sys.modules["app.circ_b"]
+        import app.circ_b
+        print("reimport", app.circ_b.B)
+    """,
+    "nsroot/ns/part.py": "X = 'namespace part'\n",
+}
+
+
+def make_project(root):
+    for rel, text in FILES.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+    return root
+
+
+def run(args, cwd, image=None, extra_env=None, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+    env["PYTHONPATH"] = str(cwd / "nsroot")
+    if image:
+        env["WARMSTART_IMAGE"] = str(image)
+        env["WARMSTART_STATS"] = "1"
+    env.update(extra_env or {})
+    p = subprocess.run([sys.executable, *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def served(stderr):
+    m = re.search(r"warmstart: served (\d+) modules", stderr)
+    return int(m.group(1)) if m else None
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "proj")
+
+
+@pytest.fixture
+def app_image(project):
+    img = project.parent / "app.img"
+    p = run(["-m", "warmstart", "build", "-o", str(img), "--",
+             sys.executable, "-m", "app"], cwd=project)
+    assert "wrote" in p.stdout, p.stdout + p.stderr
+    return img
+
+
+@needs_pth
+def test_program_behaves_the_same(project, app_image):
+    plain = run(["-m", "app"], project)
+    warm = run(["-m", "app"], project, image=app_image)
+    assert warm.stdout == plain.stdout
+    assert "value 42 resource data 2" in plain.stdout
+    n = served(warm.stderr)
+    assert n is not None and n > 20, warm.stderr
+    assert "imported normally" in warm.stderr
+    # The program's own modules came from the image.
+    img = warmstart.Image(app_image)
+    for name in ("app", "app.util", "app.circ_a", "app.circ_b", "ns.part"):
+        assert name in img, name
+
+
+@needs_pth
+def test_importtime_still_reports(project, app_image):
+    warm = run(["-X", "importtime", "-c", "import app.util"], project,
+               image=app_image)
+    assert re.search(r"import time:.*\|\s+app\.util$", warm.stderr, re.M)
+
+
+@needs_pth
+def test_stale_source_is_not_served(project, app_image):
+    util = project / "app" / "util.py"
+    util.write_text(util.read_text().replace("VALUE = 42", "VALUE = 43"))
+    warm = run(["-c", "import app; print(app.VALUE)"], project, image=app_image)
+    assert warm.stdout.strip() == "43"
+    assert "app.util: source changed" in warm.stderr
+
+
+@needs_pth
+def test_check_modes(project, app_image):
+    util = project / "app" / "util.py"
+    st = os.stat(util)
+    # Same size, same mtime, different content: only a content hash sees it.
+    util.write_text(util.read_text().replace("VALUE = 42", "VALUE = 24"))
+    os.utime(util, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code = "import app; print(app.VALUE)"
+    assert run(["-c", code], project, image=app_image,
+               extra_env={"WARMSTART_CHECK": "hash"}).stdout.strip() == "24"
+    assert run(["-c", code], project, image=app_image,
+               extra_env={"WARMSTART_CHECK": "mtime"}).stdout.strip() == "42"
+    # Unchecked mode trusts the image (immutable deployments).
+    util.write_text("VALUE = 7\n")
+    assert run(["-c", code], project, image=app_image,
+               extra_env={"WARMSTART_CHECK": "none"}).stdout.strip() == "42"
+
+
+@needs_pth
+def test_new_shadowing_file(project, app_image, tmp_path):
+    # sys.path[0] is the project; a new module earlier on the path wins.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "colorsys.py").write_text("WHO = 'shadow'\n")
+    build_img = tmp_path / "cs.img"
+    run(["-m", "warmstart", "build", "-o", str(build_img), "--", sys.executable,
+         "-c", "import colorsys"], shadow.parent)
+    code = "import colorsys; print(getattr(colorsys, 'WHO', 'stdlib'))"
+    env = {"PYTHONPATH": str(shadow)}
+    (shadow / "colorsys.py").unlink()
+    time.sleep(0.01)
+    # Built while the shadow existed: the image holds the shadow's code.
+    # Now the shadow is gone, so the stdlib module must be imported.
+    out = run(["-c", code], tmp_path, image=build_img, extra_env=env)
+    assert out.stdout.strip() == "stdlib"
+    # And the other way round: an image of the stdlib module, then a new
+    # shadowing file appears earlier on the path.
+    img2 = tmp_path / "cs2.img"
+    run(["-m", "warmstart", "build", "-o", str(img2), "--", sys.executable,
+         "-c", "import colorsys"], tmp_path, extra_env=env)
+    (shadow / "colorsys.py").write_text("WHO = 'shadow'\n")
+    out = run(["-c", code], tmp_path, image=img2, extra_env=env)
+    assert out.stdout.strip() == "shadow"
+
+
+@needs_pth
+def test_changed_sys_path_still_serves_same_files(project, app_image, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    code = ("import sys; sys.path.insert(0, %r); import app.util, json; "
+            "print(app.util.VALUE)" % str(other))
+    warm = run(["-c", code], project, image=app_image)
+    assert warm.stdout.strip() == "42"
+    assert served(warm.stderr) >= 2
+    # A different module of the same name earlier on the path wins.
+    (other / "app").mkdir()
+    (other / "app" / "__init__.py").write_text("VALUE = 'other'\n")
+    code = "import sys; sys.path.insert(0, %r); import app; print(app.VALUE)" % str(other)
+    assert run(["-c", code], project, image=app_image).stdout.strip() == "other"
+
+
+@needs_pth
+def test_zipimport_shadowing(project, app_image, tmp_path):
+    z = tmp_path / "mods.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("app/__init__.py", "VALUE = 'zip'\n")
+    code = "import app; print(app.VALUE)"
+    env = {"PYTHONPATH": f"{z}:{project / 'nsroot'}"}
+    assert run(["-c", code], tmp_path, image=app_image,
+               extra_env=env).stdout.strip() == "zip"
+
+
+@needs_pth
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign", "missing"])
+def test_bad_image_one_warning(project, app_image, damage, tmp_path):
+    bad = tmp_path / "bad.img"
+    data = bytearray(app_image.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    elif damage == "flip":
+        # Inside app.util's objects: caught by that module's checksum.
+        from imagefile import ImageFile
+        f = ImageFile(data)
+        i = next(k for k in range(f.n_modules) if f.module_name(k) == "app.util")
+        data[f.segment_start(i) + 16] ^= 0xFF
+    elif damage == "foreign":
+        data[20] ^= 1                 # the fingerprint (header checksum too)
+    if damage != "missing":
+        bad.write_bytes(bytes(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+    env.update(PYTHONPATH=str(project / "nsroot"), WARMSTART_IMAGE=str(bad))
+    p = subprocess.run([sys.executable, "-m", "app"], cwd=project, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "value 42 resource data 2" in p.stdout
+    lines = [l for l in p.stderr.splitlines() if l.startswith("warmstart")]
+    assert len(lines) == 1, p.stderr
+
+
+@needs_pth
+def test_real_programs(tmp_path):
+    (tmp_path / "x.json").write_text('{"b": [1, 2, {"c": null}]}')
+    for args in (["-m", "pip", "--version"],
+                 ["-m", "json.tool", "x.json"],
+                 ["-m", "pydoc", "colorsys"]):
+        img = tmp_path / "p.img"
+        run(["-m", "warmstart", "build", "-o", str(img), "--", sys.executable,
+             *args], tmp_path)
+        plain = run(args, tmp_path)
+        warm = run(args, tmp_path, image=img)
+        assert warm.stdout == plain.stdout, args
+        assert served(warm.stderr) > 10, (args, warm.stderr)
+
+
+def test_build_modules_and_info(tmp_path):
+    img = tmp_path / "m.img"
+    p = subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
+                        str(img), "--modules", "json,email.parser,nosuchmod"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "skipped nosuchmod: not found" in p.stdout
+    i = subprocess.run([sys.executable, "-m", "warmstart", "info", "-v",
+                        str(img)], capture_output=True, text=True)
+    assert "fits this interpreter: yes" in i.stdout
+    assert re.search(r"email\.parser\s+module", i.stdout)
+
+
+def test_activate_api(tmp_path):
+    img = tmp_path / "a.img"
+    mods, _ = build.modules_from_names(["colorsys"])
+    build.write(str(img), mods)
+    code = f"""
+import sys, warmstart
+f = warmstart.activate({str(img)!r})
+import colorsys
+print(type(colorsys.__loader__).__name__, "colorsys" in f.served)
+warmstart.deactivate()
+print(f not in sys.meta_path)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert p.stdout.split() == ["ImageLoader", "True", "True"], p.stderr
+
+
+@needs_pth
+def test_auto_mode(project, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"WARMSTART": "auto", "WARMSTART_CACHE": str(cache),
+           "WARMSTART_STATS": "1"}
+    first = run(["-m", "app"], project, extra_env=env)
+    assert "no image active" in first.stderr
+    images = _wait_for(lambda: list(cache.glob("*.img")))
+    assert len(images) == 1
+    second = run(["-m", "app"], project, extra_env=env)
+    assert second.stdout == first.stdout
+    assert served(second.stderr) > 20
+    # A changed module is imported normally, then the image is refreshed.
+    util = project / "app" / "util.py"
+    util.write_text(util.read_text().replace("42", "43"))
+    mtime = images[0].stat().st_mtime_ns
+    third = run(["-m", "app"], project, extra_env=env)
+    assert "value 43" in third.stdout
+    _wait_for(lambda: images[0].stat().st_mtime_ns != mtime)
+    fourth = run(["-m", "app"], project, extra_env=env)
+    assert "value 43" in fourth.stdout
+    assert "imported normally" in fourth.stderr
+    assert "app.util" not in fourth.stderr.split("imported normally")[1]
+
+
+@needs_pth
+def test_auto_mode_unwritable_cache(project, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {"WARMSTART": "auto", "WARMSTART_CACHE": str(blocker / "cache")}
+    for _ in range(2):
+        p = run(["-m", "app"], project, extra_env=env)
+        assert "value 42" in p.stdout and p.stderr == ""
+
+
+@needs_pth
+def test_concurrent_cache_writers(project, tmp_path):
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+    env.update(WARMSTART="auto", WARMSTART_CACHE=str(cache),
+               PYTHONPATH=str(project / "nsroot"))
+    procs = [subprocess.Popen([sys.executable, "-m", "app"], cwd=project,
+                              env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    outs = [p.communicate()[0] for p in procs]
+    assert all("value 42" in o for o in outs)
+    images = _wait_for(lambda: list(cache.glob("*.img")))
+    # Let every writer finish; then the one image left is whole.
+    _wait_for(lambda: not list(cache.glob("*.tmp.*"))
+              and not list(cache.glob("*.job.*")))
+    assert len(images) == 1
+    img = warmstart.Image(images[0])
+    for name in img.modules():
+        img.get_code(name)
+    env["WARMSTART_STATS"] = "1"
+    p = subprocess.run([sys.executable, "-m", "app"], cwd=project, env=env,
+                       capture_output=True, text=True)
+    assert served(p.stderr) > 20
+
+
+def _wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
