@@ -34,14 +34,16 @@ image = Extension(
         "src/image/checksum.c",
         "src/image/fingerprint.c",
         "src/image/interp_state.c",
+        "src/importer/get_code_hook.c",
     ],
     depends=[
         "src/image/image_format.h",
         "src/image/layout.h",
         "src/image/image.h",
         "src/image/checksum.h",
+        "src/importer/get_code_hook.h",
     ],
-    include_dirs=["src/image"],
+    include_dirs=["src/image", "src/importer"],
     extra_compile_args=extra,
     extra_link_args=link,
 )

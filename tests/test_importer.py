@@ -281,7 +281,7 @@ print(f not in sys.meta_path)
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, cwd=tmp_path)
-    assert p.stdout.split() == ["ImageLoader", "True", "True"], p.stderr
+    assert p.stdout.split() == ["SourceFileLoader", "True", "True"], p.stderr
 
 
 @needs_pth

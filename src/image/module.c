@@ -12,6 +12,7 @@
  */
 #include "image.h"
 #include "checksum.h"
+#include "get_code_hook.h"
 
 PyObject *ws_ImageError;
 
@@ -333,7 +334,15 @@ code_version(PyObject *Py_UNUSED(mod), PyObject *arg)
 #endif
 }
 
+static PyObject *
+is_main_interpreter(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
+}
+
 static PyMethodDef module_methods[] = {
+    {"_is_main_interpreter", is_main_interpreter, METH_NOARGS,
+     "whether this is the main interpreter (images serve only that one)"},
     {"_checksum", checksum, METH_O, "checksum used by the image format"},
     {"_code_version", code_version, METH_O, "co_version of a code object"},
     {"write_image", (PyCFunction)(void (*)(void))write_image,
@@ -371,6 +380,9 @@ PyInit__image(void)
         if (ws_ImageError == NULL) {
             goto fail;
         }
+    }
+    if (ws_get_code_hook_add(m) < 0) {
+        goto fail;
     }
     if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0
         || PyModule_AddObjectRef(m, "SUPPORTED",

@@ -6,10 +6,8 @@
 
 See docs/architecture.md.  Attributes are loaded on first use, so that the
 start-up hook can import the package without paying for what it does not
-use.
+use (and without the C core in interpreters that cannot load it).
 """
-from ._image import SUPPORTED, ImageError, fingerprint
-
 __all__ = [
     "SUPPORTED", "Image", "ImageError", "activate", "build_image",
     "compile_module", "deactivate", "fingerprint", "stdlib_modules",
@@ -17,6 +15,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
+    "SUPPORTED": "_image", "ImageError": "_image", "fingerprint": "_image",
     "Image": "image", "build_image": "image", "compile_module": "image",
     "stdlib_modules": "image", "activate": "importer",
     "deactivate": "importer",

@@ -6,6 +6,7 @@
                             this interpreter, sys.path and entry point
   WARMSTART_CHECK=mtime|hash|none   how sources are checked (default mtime)
   WARMSTART_STATS=1         at exit, print on stderr what the image served
+                            (=FILE: append it to FILE instead)
 
 Imports only what site has already imported, plus the C core.
 """
@@ -70,26 +71,39 @@ def _record_at_exit(out, claim=True):
     atexit.register(write)
 
 
-def _stats_at_exit():
+def _stats_at_exit(where):
     import atexit
 
     def report():
         from . import importer
+        lines = []
         for f in importer._active:
-            print(f"warmstart: served {len(f.served)} modules from "
-                  f"{f.image.path}; {len(f.fallbacks)} imported normally",
-                  file=sys.stderr)
+            lines.append(f"warmstart: served {len(f.served)} modules from "
+                         f"{f.image.path}; {len(f.fallbacks)} imported normally")
             for name, why in sorted(f.fallbacks.items()):
-                print(f"warmstart:   {name}: {why}", file=sys.stderr)
+                lines.append(f"warmstart:   {name}: {why}")
         if not importer._active:
-            print("warmstart: no image active", file=sys.stderr)
+            lines.append("warmstart: no image active")
+        if where == "1":
+            print("\n".join(lines), file=sys.stderr)
+        else:
+            with open(where, "a") as out:
+                out.write(f"pid {os.getpid()}\n" + "\n".join(lines) + "\n")
 
     atexit.register(report)
 
 
 def main():
+    try:
+        from . import _image
+    except ImportError:
+        # The C core cannot load here: an isolated sub-interpreter, or an
+        # interpreter the package was not built for.  Import normally.
+        return
+    if not _image._is_main_interpreter():
+        return                  # images serve the main interpreter only
     if os.environ.get("WARMSTART_STATS"):
-        _stats_at_exit()
+        _stats_at_exit(os.environ["WARMSTART_STATS"])
     image = os.environ.get("WARMSTART_IMAGE")
     if image:
         from . import importer

@@ -91,8 +91,7 @@ def start(entry, sys_path):
         except (OSError, importer.ImageError, ValueError, KeyError, EOFError):
             finder = None           # rewritten at exit
         else:
-            sys.meta_path.insert(0, finder)
-            importer._active.append(finder)
+            importer.install(finder)
     snapshot = _PathSnapshot()
     sys.meta_path.append(snapshot)
     import atexit

@@ -3,9 +3,8 @@
 An ImageFinder placed first on sys.meta_path answers for the modules an
 image holds.  It returns exactly the spec the normal path finder would --
 same origin, cached, submodule_search_locations, parent -- with a loader
-that is a SourceFileLoader in every respect except that get_code() takes
-the code from the image instead of reading, validating and unmarshalling
-the .pyc.  Everything else (get_source, resources, linecache, tracebacks,
+that is a plain SourceFileLoader whose get_code() takes the code from the
+image instead of reading, validating and unmarshalling the .pyc.  Everything else (get_source, resources, linecache, tracebacks,
 runpy, reload) is SourceFileLoader's own behaviour.
 
 A module is served from the image only when the normal import would load
@@ -34,6 +33,7 @@ This module is imported at start-up when an image is activated, so it
 imports nothing that site has not already imported.
 """
 import _imp
+import _weakref
 import marshal
 import os
 import sys
@@ -77,26 +77,36 @@ def _mtime(path):
         return None
 
 
-class ImageLoader(SourceFileLoader):
-    """SourceFileLoader whose get_code() comes from the image."""
+# Loaders whose module is served from an image, by identity: id -> (weak
+# reference, finder).  The loaders are plain SourceFileLoader instances --
+# the very type, with the very attributes, so that type checks and loader
+# equality (ModuleSpec.__eq__) behave as for a normal import -- and
+# SourceFileLoader.get_code, while an image is active, first asks this
+# table (in C: see src/importer/get_code_hook.c).
+_image_loaders = {}
+_get_code = _image.GetCodeHook(_image_loaders, SourceFileLoader.get_code).method
 
-    def __init__(self, fullname, path, finder):
-        super().__init__(fullname, path)
-        self._finder = finder
 
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.name == other.name
-                and self.path == other.path)
+def _forget(ref, key=None):
+    entry = _image_loaders.get(key)
+    if entry is not None and entry[0] is ref:
+        del _image_loaders[key]
 
-    def __hash__(self):
-        return hash((self.name, self.path))
 
-    def get_code(self, fullname):
-        if fullname == self.name:
-            code = self._finder._code(fullname, self.path)
-            if code is not None:
-                return code
-        return super().get_code(fullname)
+def image_loader(fullname, path, finder):
+    """A SourceFileLoader for *path* whose get_code() uses the image."""
+    loader = SourceFileLoader(fullname, path)
+    key = id(loader)
+    _image_loaders[key] = (
+        _weakref.ref(loader, lambda ref, key=key: _forget(ref, key)), finder)
+    return loader
+
+
+def _hook_get_code(on):
+    if on:
+        SourceFileLoader.get_code = _get_code
+    elif SourceFileLoader.__dict__.get("get_code") is _get_code:
+        del SourceFileLoader.get_code
 
 
 class ImageFinder:
@@ -148,7 +158,7 @@ class ImageFinder:
         if (spec is not None and spec.origin == origin
                 and type(spec.loader) is SourceFileLoader
                 and self._fresh(fullname, info)):
-            spec.loader = ImageLoader(fullname, origin, self)
+            spec.loader = image_loader(fullname, origin, self)
         return spec
 
     def invalidate_caches(self):
@@ -225,7 +235,7 @@ class ImageFinder:
 
     # -- serving -------------------------------------------------------------
     def _spec(self, fullname, origin, is_package):
-        loader = ImageLoader(fullname, origin, self)
+        loader = image_loader(fullname, origin, self)
         spec = ModuleSpec(fullname, loader, origin=origin, is_package=is_package)
         spec.has_location = True
         if is_package:
@@ -269,9 +279,15 @@ def activate(path, check=None):
     except (OSError, ImageError, ValueError, KeyError, EOFError, TypeError) as e:
         warn(f"cannot use image {os.fspath(path)!r}: {e}")
         return None
+    install(finder)
+    return finder
+
+
+def install(finder):
+    """Put *finder* first on sys.meta_path."""
+    _hook_get_code(True)
     sys.meta_path.insert(0, finder)
     _active.append(finder)
-    return finder
 
 
 def deactivate():
@@ -282,3 +298,4 @@ def deactivate():
             sys.meta_path.remove(finder)
         except ValueError:
             pass
+    _hook_get_code(False)
