@@ -1,0 +1,178 @@
+"""Whole-process import time with and without an image (the import tier).
+
+For each workload, `warmstart build` records a run of the program, then
+the program is run alternately with and without WARMSTART_IMAGE, in fresh
+processes; medians and their ratio are reported.  Also measured:
+
+* in-process, the time the import system spends finding modules and
+  getting their code (find + stat + read + validate + unmarshal for a
+  normal import; find + check + materialise with the image), summed over
+  every import of the workload;
+* the cost of activating an image that the program does not use
+  (`python -c pass`), and of the start-up hook when no image is set.
+
+Run it in a venv where warmstart is installed (make demo does).
+
+    python bench/import_time.py [--runs N] [--heavy]
+
+--heavy adds third-party workloads (installed into this venv if missing):
+sympy, and on 3.11 boto3 and IPython.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+STDLIB = ("import json, email.parser, http.client, asyncio, typing, argparse, "
+          "logging, unittest, xml.etree.ElementTree, decimal, dataclasses, "
+          "urllib.request, tomllib, zipfile, csv, pathlib, subprocess")
+
+# In-process: time spent in find_spec and get_code during the imports.
+MEASURE = r"""
+import sys, time
+from importlib.machinery import PathFinder, SourceFileLoader
+spent = [0, 0]
+depth = [0, 0]
+def timed(fn, slot):
+    # Only the outermost call counts (the image finder may call PathFinder).
+    def wrapper(*a, **k):
+        depth[slot] += 1
+        t = time.perf_counter_ns()
+        try:
+            return fn(*a, **k)
+        finally:
+            depth[slot] -= 1
+            if depth[slot] == 0:
+                spent[slot] += time.perf_counter_ns() - t
+    return wrapper
+image_finders = [f for f in sys.meta_path if type(f).__name__ == "ImageFinder"]
+for f in image_finders:
+    f.find_spec = timed(f.find_spec, 0)
+PathFinder.find_spec = classmethod(timed(PathFinder.find_spec.__func__, 0))
+SourceFileLoader.get_code = timed(SourceFileLoader.get_code, 1)
+t0 = time.perf_counter_ns()
+exec(compile(sys.argv[1], "<workload>", "exec"))
+total = time.perf_counter_ns() - t0
+print("MEASURE", spent[0], spent[1], total)
+"""
+
+
+def env_without_warmstart():
+    return {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+
+
+def timed_run(cmd, env):
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def side_by_side(cmd, image, runs):
+    plain_env = env_without_warmstart()
+    warm_env = dict(plain_env, WARMSTART_IMAGE=image)
+    plain, warm = [], []
+    for _ in range(2):                      # warm the page cache
+        timed_run(cmd, plain_env)
+        timed_run(cmd, warm_env)
+    for _ in range(runs):
+        plain.append(timed_run(cmd, plain_env))
+        warm.append(timed_run(cmd, warm_env))
+    return statistics.median(plain) * 1e3, statistics.median(warm) * 1e3
+
+
+def in_process(code, image, runs=5):
+    out = {}
+    for label, extra in (("plain", {}), ("image", {"WARMSTART_IMAGE": image})):
+        env = dict(env_without_warmstart(), **extra)
+        finds, gets = [], []
+        for _ in range(runs):
+            p = subprocess.run([sys.executable, "-c", MEASURE, code], env=env,
+                               capture_output=True, text=True, check=True)
+            f, g, _ = map(int, re.search(r"MEASURE (\d+) (\d+) (\d+)",
+                                         p.stdout).groups())
+            finds.append(f)
+            gets.append(g)
+        out[label] = (statistics.median(finds) / 1e6,
+                      statistics.median(gets) / 1e6)
+    return out
+
+
+def ensure(package):
+    try:
+        __import__(package)
+        return True
+    except ImportError:
+        pass
+    p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", package],
+                       capture_output=True, text=True)
+    return p.returncode == 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--heavy", action="store_true")
+    args = ap.parse_args()
+    workloads = [("stdlib set", STDLIB),
+                 ("pip", "import pip._internal.cli.main")]
+    if args.heavy:
+        if ensure("sympy"):
+            workloads.append(("sympy", "import sympy"))
+        if sys.version_info[:2] == (3, 11):
+            if ensure("boto3"):
+                workloads.append(("boto3", "import boto3"))
+            if ensure("IPython"):
+                workloads.append(("IPython", "import IPython"))
+    print(f"Python {sys.version.split()[0]}: python -c 'import ...', "
+          f"median of {args.runs} alternating runs")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, code in workloads:
+            image = os.path.join(tmp, f"{label.replace(' ', '_')}.img")
+            subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
+                            image, "--", sys.executable, "-c", code],
+                           check=True, capture_output=True,
+                           env=env_without_warmstart())
+            cmd = [sys.executable, "-c", code]
+            plain, warm = side_by_side(cmd, image, args.runs)
+            ip = in_process(code, image)
+            before = sum(ip["plain"])
+            after = sum(ip["image"])
+            print(f"  {label:10s} stock {plain:7.1f} ms   image {warm:7.1f} ms"
+                  f"   {100 * (plain - warm) / plain:4.1f}% less wall time")
+            print(f"  {'':10s} find+get_code in-process: stock {before:6.1f} ms"
+                  f" (find {ip['plain'][0]:.1f}, code {ip['plain'][1]:.1f}),"
+                  f" image {after:6.1f} ms (find {ip['image'][0]:.1f},"
+                  f" code {ip['image'][1]:.1f}): "
+                  f"{100 * (before - after) / before:4.1f}% removed")
+        # Activation with an image the program does not use.
+        unused = os.path.join(tmp, "unused.img")
+        subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
+                        unused, "--modules", "colorsys"], check=True,
+                       capture_output=True, env=env_without_warmstart())
+        plain, warm = side_by_side([sys.executable, "-c", "pass"], unused,
+                                   max(args.runs * 4, 40))
+        print(f"  activation, image not used (python -c pass): "
+              f"{warm - plain:+.2f} ms ({plain:.1f} -> {warm:.1f} ms)")
+    # The .pth line when no image is set, in-process.
+    line = ('import os; ("WARMSTART_IMAGE" in os.environ or "WARMSTART_RECORD" '
+            'in os.environ or "WARMSTART" in os.environ) and '
+            '__import__("warmstart._boot")')
+    code = compile(line, "warmstart.pth", "exec")
+    env_saved = {k: os.environ.pop(k) for k in list(os.environ)
+                 if k.startswith("WARMSTART")}
+    n = 100000
+    t = time.perf_counter()
+    for _ in range(n):
+        exec(code, {})
+    per = (time.perf_counter() - t) / n * 1e6
+    os.environ.update(env_saved)
+    print(f"  start-up hook with no image set: {per:.2f} us")
+
+
+if __name__ == "__main__":
+    main()
