@@ -1,5 +1,6 @@
 # Two entry points (see README.md):
-#   make demo   build, image the whole standard library, show the speed-up
+#   make demo   build; image the whole standard library and real programs;
+#               show the speed-ups (materialisation, whole-process imports)
 #   make test   the test suite on every supported interpreter, each in its
 #               own venv, with the C core built with -Werror
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
@@ -21,6 +22,7 @@ demo: $(VENVS)
 	@for v in $(PYTHONS); do \
 	    echo "== Python $$v"; \
 	    .venv/$$v/bin/python bench/materialise.py --repeat 5 || exit 1; \
+	    .venv/$$v/bin/python bench/import_time.py || exit 1; \
 	done
 
 test: $(VENVS)
