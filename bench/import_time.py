@@ -161,7 +161,7 @@ def main():
     # The .pth line when no image is set, in-process.
     line = ('import os; ("WARMSTART_IMAGE" in os.environ or "WARMSTART_RECORD" '
             'in os.environ or "WARMSTART" in os.environ) and '
-            '__import__("warmstart._boot")')
+            '__import__("warmstart.importer").importer.boot()')
     code = compile(line, "warmstart.pth", "exec")
     env_saved = {k: os.environ.pop(k) for k in list(os.environ)
                  if k.startswith("WARMSTART")}

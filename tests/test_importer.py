@@ -125,6 +125,13 @@ def test_program_behaves_the_same(project, app_image):
 
 
 @needs_pth
+def test_activated_once(project, app_image):
+    code = ("import sys; print(sum(type(f).__name__ == 'ImageFinder' "
+            "for f in sys.meta_path))")
+    assert run(["-c", code], project, image=app_image).stdout.strip() == "1"
+
+
+@needs_pth
 def test_importtime_still_reports(project, app_image):
     warm = run(["-X", "importtime", "-c", "import app.util"], project,
                image=app_image)

@@ -1,4 +1,5 @@
-"""Start-up hook, imported by warmstart.pth only when one of these is set:
+"""Start-up work beyond activating an image (importer.boot does that),
+used when one of these is set:
 
   WARMSTART_IMAGE=app.img   serve imports from app.img
   WARMSTART_RECORD=out.img  record what this run imports; write out.img at exit
@@ -94,14 +95,6 @@ def _stats_at_exit(where):
 
 
 def main():
-    try:
-        from . import _image
-    except ImportError:
-        # The C core cannot load here: an isolated sub-interpreter, or an
-        # interpreter the package was not built for.  Import normally.
-        return
-    if not _image._is_main_interpreter():
-        return                  # images serve the main interpreter only
     if os.environ.get("WARMSTART_STATS"):
         _stats_at_exit(os.environ["WARMSTART_STATS"])
     image = os.environ.get("WARMSTART_IMAGE")
@@ -114,6 +107,3 @@ def main():
     elif not image and os.environ.get("WARMSTART") == "auto":
         from . import auto
         auto.start(_entry_point(), list(sys.path))
-
-
-main()

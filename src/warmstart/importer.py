@@ -30,19 +30,29 @@ means the normal import, with at most one warning line on stderr (every
 reason with WARMSTART_VERBOSE=1 or python -v).
 
 This module is imported at start-up when an image is activated, so it
-imports nothing that site has not already imported.
+imports nothing that site has not already imported (but the C core).
 """
 import _imp
 import _weakref
 import marshal
 import os
 import sys
-from importlib._bootstrap_external import _RAW_MAGIC_NUMBER
-from importlib.machinery import PathFinder, SourceFileLoader, ModuleSpec
 
-from . import _image
+# importlib.machinery's classes, from the frozen modules every interpreter
+# has loaded at start-up: importing the importlib package costs more than
+# everything else activation does.
+from _frozen_importlib import ModuleSpec
+from _frozen_importlib_external import (PathFinder, SourceFileLoader,
+                                        _RAW_MAGIC_NUMBER)
 
-ImageError = _image.ImageError
+try:
+    from . import _image
+except ImportError:
+    # The C core cannot load here: an isolated sub-interpreter, or an
+    # interpreter the package was not built for.  boot() does nothing.
+    _image = None
+
+ImageError = _image.ImageError if _image else ImportError
 
 META_VERSION = 1
 CHECK_MODES = ("mtime", "hash", "none")
@@ -84,7 +94,8 @@ def _mtime(path):
 # SourceFileLoader.get_code, while an image is active, first asks this
 # table (in C: see src/importer/get_code_hook.c).
 _image_loaders = {}
-_get_code = _image.GetCodeHook(_image_loaders, SourceFileLoader.get_code).method
+_get_code = (_image.GetCodeHook(_image_loaders, SourceFileLoader.get_code).method
+             if _image else None)
 
 
 def _forget(ref, key=None):
@@ -272,7 +283,7 @@ def activate(path, check=None):
     if check is None:
         check = os.environ.get("WARMSTART_CHECK", "mtime")
     try:
-        if not _image.SUPPORTED:
+        if _image is None or not _image.SUPPORTED:
             raise ImageError("code images are not supported by this "
                              "interpreter build")
         finder = ImageFinder(_image.Image(os.fspath(path)), check)
@@ -299,3 +310,26 @@ def deactivate():
         except ValueError:
             pass
     _hook_get_code(False)
+
+
+_booted = False
+
+
+def boot():
+    """Start-up hook: warmstart.pth calls this when WARMSTART_IMAGE,
+    WARMSTART_RECORD or WARMSTART is set (see _boot.py for the others).
+    Only the first call acts: site may read the .pth twice (a venv's lib64
+    is a link to lib)."""
+    global _booted
+    if _booted:
+        return
+    _booted = True
+    if _image is None or not _image._is_main_interpreter():
+        return                  # images serve the main interpreter only
+    env = os.environ
+    if env.get("WARMSTART_STATS") or env.get("WARMSTART_RECORD") or (
+            env.get("WARMSTART") == "auto" and not env.get("WARMSTART_IMAGE")):
+        from . import _boot
+        _boot.main()
+    else:
+        activate(env["WARMSTART_IMAGE"])
