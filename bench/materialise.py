@@ -45,10 +45,10 @@ if mode == "marshal":
     t1 = time.perf_counter_ns()
     print(json.dumps({"ns": t1 - t0, "minflt": minflt() - f0}))
 else:
-    import warmstart
+    from warmstart import _image
     profile = mode == "profile"
     t0 = time.perf_counter_ns()
-    img = warmstart.Image(image_path, profile=profile)
+    img = _image.Image(image_path, profile=profile)
     t1 = time.perf_counter_ns()
     names = img.modules()
     keep = []
