@@ -125,6 +125,53 @@ def test_program_behaves_the_same(project, app_image):
 
 
 @needs_pth
+def test_spec_equals_path_finder(project, app_image):
+    code = r"""
+import sys
+from importlib.machinery import PathFinder
+finder = sys.meta_path[0]
+import importlib.metadata
+print(importlib.metadata.version("pip") != "")
+import importlib
+for name, path in (("app", None), ("inspect", None),
+                   ("importlib.resources", importlib.__path__)):
+    assert name in finder.image, name
+    mine, ref = finder.find_spec(name, path), PathFinder.find_spec(name, path)
+    print(name, mine == ref and mine.cached == ref.cached
+          and mine.parent == ref.parent and mine.has_location
+          and mine.submodule_search_locations == ref.submodule_search_locations)
+import app
+mine = finder.find_spec("app.util", app.__path__)
+ref = PathFinder.find_spec("app.util", app.__path__)
+print("app.util", mine == ref and type(mine.loader) is type(ref.loader))
+"""
+    out = run(["-c", code], project, image=app_image).stdout.split("\n")
+    assert out[:5] == ["True", "app True", "inspect True",
+                       "importlib.resources True", "app.util True"], out
+
+
+@needs_pth
+def test_deleted_source(project, app_image):
+    (project / "app" / "util.py").unlink()
+    p = run(["-c", "import app"], project, image=app_image, check=False)
+    plain = run(["-c", "import app"], project, check=False)
+    assert p.returncode == plain.returncode == 1
+    last = [l for l in plain.stderr.splitlines() if l.strip()][-1]
+    assert "util" in last and last in p.stderr
+
+
+@needs_pth
+def test_warmstart_run(project, app_image):
+    p = subprocess.run([sys.executable, "-m", "warmstart", "run",
+                        str(app_image), "--", sys.executable, "-c",
+                        "import sys, app; print(type(sys.meta_path[0]).__name__,"
+                        " app.VALUE)"],
+                       cwd=project, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(project / "nsroot")))
+    assert p.stdout.split() == ["ImageFinder", "42"], p.stderr
+
+
+@needs_pth
 def test_activated_once(project, app_image):
     code = ("import sys; print(sum(type(f).__name__ == 'ImageFinder' "
             "for f in sys.meta_path))")
