@@ -10,24 +10,29 @@
  *      and the interpreter fingerprint;
  *   2. mmap the whole file MAP_PRIVATE at the preferred address if it is
  *      free (a hint, never MAP_FIXED), anywhere otherwise;
- *   3. allocate zeroed side tables (resolved atoms, module states).
+ *   3. map zeroed side tables (resolved atoms, module states).
  *
  * Materialise one module, on its first request:
- *   1. check the entry's checksum and bounds, then the segment's checksum;
- *   2. walk the segment object by object and check that every object is
- *      well formed, that exactly the words that must be fixed up are marked,
- *      that every heap pointer points to an earlier object of the same
- *      segment (so the graph has no cycles) and every atom and constant
- *      number is in range; resolve the atoms it uses (check, patch the type,
- *      intern where a normal load interns);
- *   3. point of no return: rewrite every marked word (heap pointers +
- *      delta, atoms, runtime singletons, types); give code objects a
- *      fresh version where the interpreter needs one;
+ *   1. check the entry's bounds and checksum, then the checksum of the
+ *      segment and its bitmap;
+ *   2. walk the segment's objects in address order.  For each: check the
+ *      header (type tag, immortal count, size within the segment) and set
+ *      the real type; for each reference field check that it is marked,
+ *      decode its tag, check the referent (heap: an earlier object of the
+ *      same segment, so the graph has no cycles; atom and constant numbers
+ *      in range; code fields of the right type) and store the real pointer.
+ *      Atoms are resolved on first use: their block checksum, header and
+ *      size are checked, the type set, and strings a normal load interns
+ *      are interned.  Code objects get a fresh version where the
+ *      interpreter needs one;
+ *   3. check that exactly the marked words were the ones the objects
+ *      needed;
  *   4. build the frozensets, innermost first.
  *
+ * A failure at any step marks the module as failed, with the reason; its
+ * half-patched segment is never handed out, and the caller falls back.
  * Nothing is ever unmapped: the objects are immortal and may be referenced
- * from anywhere until the process exits.  A failure leaves the module
- * marked as failed, with the reason, and the caller falls back.
+ * from anywhere until the process exits.
  */
 #include "image.h"
 
