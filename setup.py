@@ -35,6 +35,7 @@ image = Extension(
         "src/image/fingerprint.c",
         "src/image/interp_state.c",
         "src/importer/get_code_hook.c",
+        "src/importer/find.c",
     ],
     depends=[
         "src/image/image_format.h",
@@ -42,6 +43,7 @@ image = Extension(
         "src/image/image.h",
         "src/image/checksum.h",
         "src/importer/get_code_hook.h",
+        "src/importer/find.h",
     ],
     include_dirs=["src/image", "src/importer"],
     extra_compile_args=extra,

@@ -78,6 +78,9 @@ typedef struct {
 } ws_image;
 
 int ws_image_open(ws_image *img, const char *path);
+/* The open image behind a warmstart._image.Image object, or NULL (no
+   exception) if `op` is not an open Image (module.c). */
+ws_image *ws_image_of(PyObject *op);
 void ws_image_release(ws_image *img);
 /* Entry number of a module, -1 if absent, -2 with an exception set. */
 Py_ssize_t ws_image_find(ws_image *img, const char *name, Py_ssize_t len);

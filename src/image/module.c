@@ -12,6 +12,7 @@
  */
 #include "image.h"
 #include "checksum.h"
+#include "find.h"
 #include "get_code_hook.h"
 
 PyObject *ws_ImageError;
@@ -251,6 +252,17 @@ static PySequenceMethods Image_as_sequence = {
     .sq_contains = (objobjproc)Image_contains,
 };
 
+static PyTypeObject ImageType;
+
+ws_image *
+ws_image_of(PyObject *op)
+{
+    if (!PyObject_TypeCheck(op, &ImageType) || !((ImageObject *)op)->open) {
+        return NULL;
+    }
+    return &((ImageObject *)op)->img;
+}
+
 static PyTypeObject ImageType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "warmstart._image.Image",
@@ -381,7 +393,7 @@ PyInit__image(void)
             goto fail;
         }
     }
-    if (ws_get_code_hook_add(m) < 0) {
+    if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0) {
         goto fail;
     }
     if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0

@@ -42,8 +42,8 @@ import sys
 # has loaded at start-up: importing the importlib package costs more than
 # everything else activation does.
 from _frozen_importlib import ModuleSpec
-from _frozen_importlib_external import (PathFinder, SourceFileLoader,
-                                        _RAW_MAGIC_NUMBER)
+from _frozen_importlib_external import (FileFinder, PathFinder,
+                                        SourceFileLoader, _RAW_MAGIC_NUMBER)
 
 try:
     from . import _image
@@ -142,12 +142,21 @@ class ImageFinder:
         self._info = {}
         self.served = set()
         self.fallbacks = {}
+        # The common case in C (src/importer/find.c); it answers
+        # NotImplemented for everything it does not decide itself.
+        self._fast = _image.FindCore(
+            image, self.entry, self.pkg_paths, self.sys_path,
+            self.dir_mtimes, self._dir_ok, self.path_hooks, FileFinder,
+            self._spec, check == "mtime", self.cwd).find
 
     def __repr__(self):
         return f"<warmstart.ImageFinder {self.image.path!r}>"
 
     # -- the import protocol -------------------------------------------
     def find_spec(self, fullname, path=None, target=None):
+        spec = self._fast(fullname, path)
+        if spec is not NotImplemented:
+            return spec
         k = self.entry.get(fullname, -2)
         if k == -2:
             return None                     # not in the image
@@ -206,7 +215,7 @@ class ImageFinder:
                 if cwd != self.cwd:
                     return False
             finder = cache.get(entry)
-            if finder is not None and type(finder).__name__ != "FileFinder":
+            if finder is not None and type(finder) is not FileFinder:
                 return False
             d = _dir_key(entry, self.cwd)
             ok = self._dir_ok.get(d)
@@ -255,7 +264,7 @@ class ImageFinder:
 
     def _code(self, fullname, origin):
         """The image's code for the module at *origin*, or None."""
-        info = self._info.get(fullname)
+        info = self._module_info(fullname)
         if info is None or info["origin"] != origin:
             return None
         try:

@@ -1,0 +1,371 @@
+/* The import tier's hot path: ImageFinder.find_spec for a module the
+ * image's index can be trusted for.
+ *
+ * importer.py holds the policy and handles every case; this file only
+ * answers the common one fast.  FindCore.find(fullname, path) returns
+ *
+ *   None            the image does not hold the module;
+ *   a spec          the module is served from the image: the live search
+ *                   path matches the build record up to the module's entry,
+ *                   those directories are unchanged, the normal file
+ *                   finder handles them, and the source is unchanged
+ *                   (size and mtime);
+ *   NotImplemented  anything else: the Python code decides.
+ *
+ * The conditions are those of ImageFinder._search_unchanged and _fresh,
+ * in the same order; keep them in step.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "find.h"
+#include "image.h"
+
+#if WS_SUPPORTED
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *image;            /* warmstart._image.Image */
+    PyObject *entry;            /* name -> entry index (int) */
+    PyObject *pkg_paths;        /* package -> recorded __path__ (list) */
+    PyObject *sys_path;         /* recorded sys.path (list) */
+    PyObject *dir_mtimes;       /* directory -> mtime_ns or None */
+    PyObject *dir_ok;           /* directory -> bool, this process */
+    PyObject *path_hooks;       /* sys.path_hooks at activation (list) */
+    PyObject *file_finder;      /* importlib.machinery.FileFinder */
+    PyObject *make_spec;        /* callable(fullname, origin, is_package) */
+    PyObject *cwd;              /* working directory at build time (str) */
+    int check_mtime;            /* 1: compare size and mtime; 0: none */
+} FindCoreObject;
+
+#define NOT_HANDLED Py_NewRef(Py_NotImplemented)
+
+static int
+mtime_ns(const char *path, PyObject **out)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        *out = Py_NewRef(Py_None);
+        return 0;
+    }
+    *out = PyLong_FromLongLong((long long)st.st_mtim.tv_sec * 1000000000LL
+                               + st.st_mtim.tv_nsec);
+    return *out ? 0 : -1;
+}
+
+/* 1 if directory `entry` is unchanged since the build, 0 if not, -1. */
+static int
+dir_unchanged(FindCoreObject *self, PyObject *entry)
+{
+    PyObject *ok = PyDict_GetItemWithError(self->dir_ok, entry);
+    if (ok != NULL) {
+        return ok == Py_True;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    const char *path = PyUnicode_AsUTF8(entry);
+    PyObject *now;
+    if (path == NULL || mtime_ns(path, &now) < 0) {
+        return -1;
+    }
+    PyObject *then = PyDict_GetItemWithError(self->dir_mtimes, entry);
+    int same = 0;
+    if (then != NULL) {
+        same = PyObject_RichCompareBool(now, then, Py_EQ);
+    }
+    else if (PyErr_Occurred()) {
+        same = -1;
+    }
+    Py_DECREF(now);
+    if (same < 0 || PyDict_SetItem(self->dir_ok, entry,
+                                   same ? Py_True : Py_False) < 0) {
+        return -1;
+    }
+    return same;
+}
+
+/* 1 if entries 0..k of `live` are the recorded ones, absolute, handled by
+   the file finder, with unchanged directories; 0 if not; -1 on error. */
+static int
+search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
+                 Py_ssize_t k)
+{
+    if (!PyList_CheckExact(live) || !PyList_CheckExact(recorded)
+        || PyList_GET_SIZE(live) <= k || PyList_GET_SIZE(recorded) <= k) {
+        return 0;
+    }
+    PyObject *hooks = PySys_GetObject("path_hooks");
+    PyObject *cache = PySys_GetObject("path_importer_cache");
+    if (hooks == NULL || cache == NULL || !PyDict_Check(cache)) {
+        return 0;
+    }
+    int same = PyObject_RichCompareBool(hooks, self->path_hooks, Py_EQ);
+    if (same <= 0) {
+        return same;
+    }
+    for (Py_ssize_t i = 0; i <= k; i++) {
+        PyObject *entry = PyList_GET_ITEM(live, i);
+        if (!PyUnicode_CheckExact(entry)) {
+            return 0;
+        }
+        int eq = PyUnicode_Compare(entry, PyList_GET_ITEM(recorded, i));
+        if (eq != 0) {
+            return eq == -1 && PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *finder = PyDict_GetItemWithError(cache, entry);
+        if (finder == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        if (finder != NULL && finder != Py_None
+            && (PyObject *)Py_TYPE(finder) != self->file_finder) {
+            return 0;
+        }
+        int ok;
+        if (PyUnicode_GET_LENGTH(entry) > 0
+            && PyUnicode_READ_CHAR(entry, 0) == '/') {
+            ok = dir_unchanged(self, entry);
+        }
+        else {
+            /* Relative to the working directory, which must be the one
+               of the build; the directory is recorded as os.path.join
+               names it. */
+            char buf[PATH_MAX];
+            const char *cwd = PyUnicode_AsUTF8(self->cwd);
+            if (cwd == NULL) {
+                return -1;
+            }
+            if (getcwd(buf, sizeof buf) == NULL || strcmp(buf, cwd) != 0) {
+                return 0;
+            }
+            size_t n = strlen(cwd);
+            PyObject *key = PyUnicode_FromFormat(
+                "%s%s%U", cwd, n && cwd[n - 1] == '/' ? "" : "/", entry);
+            if (key == NULL) {
+                return -1;
+            }
+            ok = dir_unchanged(self, key);
+            Py_DECREF(key);
+        }
+        if (ok <= 0) {
+            return ok;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+FindCore_find(FindCoreObject *self, PyObject *args)
+{
+    PyObject *fullname, *path;
+    if (!PyArg_ParseTuple(args, "UO:find", &fullname, &path)) {
+        return NULL;
+    }
+    PyObject *kobj = PyDict_GetItemWithError(self->entry, fullname);
+    if (kobj == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    Py_ssize_t k = PyLong_AsSsize_t(kobj);
+    if (k == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (k < 0 || !self->check_mtime) {
+        return NOT_HANDLED;
+    }
+    ws_image *img = ws_image_of(self->image);
+    if (img == NULL) {
+        return NOT_HANDLED;
+    }
+    Py_ssize_t len;
+    const char *name = PyUnicode_AsUTF8AndSize(fullname, &len);
+    if (name == NULL) {
+        return NULL;
+    }
+    Py_ssize_t i = ws_image_find(img, name, len);
+    if (i < 0) {
+        if (i == -2) {
+            PyErr_Clear();      /* damaged index: Python reports it */
+        }
+        return NOT_HANDLED;
+    }
+    const struct ws_module *e = ws_image_entry(img, (uint32_t)i);
+    if (e == NULL) {
+        PyErr_Clear();
+        return NOT_HANDLED;
+    }
+    /* The search path. */
+    const char *dot = strrchr(name, '.');
+    PyObject *recorded, *live;
+    if (dot == NULL) {
+        recorded = self->sys_path;
+        live = path == Py_None ? PySys_GetObject("path") : path;
+    }
+    else {
+        PyObject *parent = PyUnicode_FromStringAndSize(name, dot - name);
+        if (parent == NULL) {
+            return NULL;
+        }
+        recorded = PyDict_GetItemWithError(self->pkg_paths, parent);
+        Py_DECREF(parent);
+        if (recorded == NULL) {
+            return PyErr_Occurred() ? NULL : NOT_HANDLED;
+        }
+        live = path;
+    }
+    if (live == NULL) {
+        return NOT_HANDLED;
+    }
+    int same = search_unchanged(self, live, recorded, k);
+    if (same <= 0) {
+        return same < 0 ? NULL : NOT_HANDLED;
+    }
+    /* The source is the one the code was compiled from. */
+    PyObject *origin = PyUnicode_DecodeUTF8(img->names + e->origin_off,
+                                            (Py_ssize_t)e->origin_len,
+                                            "surrogateescape");
+    if (origin == NULL) {
+        return NULL;
+    }
+    PyObject *origin_b = PyUnicode_EncodeFSDefault(origin);
+    struct stat st;
+    int fresh = origin_b != NULL
+                && stat(PyBytes_AS_STRING(origin_b), &st) == 0
+                && (uint64_t)st.st_size == e->source_size
+                && (int64_t)st.st_mtim.tv_sec * 1000000000LL
+                   + st.st_mtim.tv_nsec == e->source_mtime_ns;
+    Py_XDECREF(origin_b);
+    if (PyErr_Occurred()) {
+        Py_DECREF(origin);
+        return NULL;
+    }
+    if (!fresh) {
+        Py_DECREF(origin);
+        return NOT_HANDLED;     /* Python records why and falls back */
+    }
+    PyObject *spec = PyObject_CallFunction(
+        self->make_spec, "OOO", fullname, origin,
+        (e->flags & WS_MODULE_PACKAGE) ? Py_True : Py_False);
+    Py_DECREF(origin);
+    return spec;
+}
+
+static int
+FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"image", "entry", "pkg_paths", "sys_path",
+                             "dir_mtimes", "dir_ok", "path_hooks",
+                             "file_finder", "make_spec", "check_mtime",
+                             "cwd", NULL};
+    PyObject *image, *entry, *pkg_paths, *sys_path, *dir_mtimes, *dir_ok,
+             *path_hooks, *file_finder, *make_spec, *cwd;
+    int check_mtime;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "OO!O!O!O!O!O!OOpU:FindCore", kwlist, &image,
+            &PyDict_Type, &entry, &PyDict_Type, &pkg_paths, &PyList_Type,
+            &sys_path, &PyDict_Type, &dir_mtimes, &PyDict_Type, &dir_ok,
+            &PyList_Type, &path_hooks, &file_finder, &make_spec,
+            &check_mtime, &cwd)) {
+        return -1;
+    }
+    if (ws_image_of(image) == NULL) {
+        PyErr_SetString(PyExc_TypeError, "image must be an open Image");
+        return -1;
+    }
+    Py_XSETREF(self->image, Py_NewRef(image));
+    Py_XSETREF(self->entry, Py_NewRef(entry));
+    Py_XSETREF(self->pkg_paths, Py_NewRef(pkg_paths));
+    Py_XSETREF(self->sys_path, Py_NewRef(sys_path));
+    Py_XSETREF(self->dir_mtimes, Py_NewRef(dir_mtimes));
+    Py_XSETREF(self->dir_ok, Py_NewRef(dir_ok));
+    Py_XSETREF(self->path_hooks, Py_NewRef(path_hooks));
+    Py_XSETREF(self->file_finder, Py_NewRef(file_finder));
+    Py_XSETREF(self->make_spec, Py_NewRef(make_spec));
+    Py_XSETREF(self->cwd, Py_NewRef(cwd));
+    self->check_mtime = check_mtime;
+    return 0;
+}
+
+static int
+FindCore_traverse(FindCoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->image);
+    Py_VISIT(self->entry);
+    Py_VISIT(self->pkg_paths);
+    Py_VISIT(self->sys_path);
+    Py_VISIT(self->dir_mtimes);
+    Py_VISIT(self->dir_ok);
+    Py_VISIT(self->path_hooks);
+    Py_VISIT(self->file_finder);
+    Py_VISIT(self->make_spec);
+    Py_VISIT(self->cwd);
+    return 0;
+}
+
+static int
+FindCore_clear(FindCoreObject *self)
+{
+    Py_CLEAR(self->image);
+    Py_CLEAR(self->entry);
+    Py_CLEAR(self->pkg_paths);
+    Py_CLEAR(self->sys_path);
+    Py_CLEAR(self->dir_mtimes);
+    Py_CLEAR(self->dir_ok);
+    Py_CLEAR(self->path_hooks);
+    Py_CLEAR(self->file_finder);
+    Py_CLEAR(self->make_spec);
+    Py_CLEAR(self->cwd);
+    return 0;
+}
+
+static void
+FindCore_dealloc(FindCoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    FindCore_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef FindCore_methods[] = {
+    {"find", (PyCFunction)FindCore_find, METH_VARARGS,
+     "find(fullname, path) -> spec, None, or NotImplemented"},
+    {NULL}
+};
+
+static PyTypeObject FindCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "warmstart._image.FindCore",
+    .tp_basicsize = sizeof(FindCoreObject),
+    .tp_dealloc = (destructor)FindCore_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The image finder's fast path (see importer.py).",
+    .tp_traverse = (traverseproc)FindCore_traverse,
+    .tp_clear = (inquiry)FindCore_clear,
+    .tp_methods = FindCore_methods,
+    .tp_init = (initproc)FindCore_init,
+    .tp_new = PyType_GenericNew,
+};
+
+int
+ws_find_core_add(PyObject *module)
+{
+    if (PyType_Ready(&FindCoreType) < 0) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "FindCore", (PyObject *)&FindCoreType);
+}
+
+#else /* !WS_SUPPORTED */
+
+int
+ws_find_core_add(PyObject *module)
+{
+    (void)module;
+    return 0;
+}
+
+#endif /* WS_SUPPORTED */
