@@ -406,3 +406,15 @@ def _wait_for(predicate, timeout=60):
             return value
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+@needs_pth
+def test_record_env_var_twice(tmp_path):
+    out = tmp_path / "r.img"
+    for _ in range(2):
+        if out.exists():
+            out.unlink()
+        run(["-c", "import colorsys"], tmp_path,
+            extra_env={"WARMSTART_RECORD": str(out)})
+        assert "colorsys" in warmstart.Image(out)
+    assert not (tmp_path / "r.img.claim").exists()

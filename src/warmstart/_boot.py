@@ -15,29 +15,6 @@ import os
 import sys
 
 
-def _entry_point():
-    """What this process runs: a script path, '-m module' or '-c'."""
-    argv = getattr(sys, "orig_argv", None) or []
-    args = argv[1:]
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "-m" and i + 1 < len(args):
-            return "-m " + args[i + 1]
-        if a.startswith("-m") and len(a) > 2:
-            return "-m " + a[2:]
-        if a == "-c" or a.startswith("-c"):
-            return "-c"
-        if a in ("-X", "-W", "-Q"):
-            i += 2
-            continue
-        if a.startswith("-") and a != "-":
-            i += 1
-            continue
-        return os.path.abspath(a)
-    return "<interactive>"
-
-
 def _record_at_exit(out, claim=True):
     """At exit, write an image of the source modules this run imported."""
     import atexit
@@ -55,6 +32,16 @@ def _record_at_exit(out, claim=True):
     sys.meta_path.append(snapshot)
 
     def write():
+        try:
+            _write()
+        finally:
+            if claim:
+                try:
+                    os.unlink(out + ".claim")
+                except OSError:
+                    pass
+
+    def _write():
         from . import build
         found, pkg_paths, other = build.modules_from_run(sys.modules)
         progress = None
@@ -106,4 +93,4 @@ def main():
         _record_at_exit(record)
     elif not image and os.environ.get("WARMSTART") == "auto":
         from . import auto
-        auto.start(_entry_point(), list(sys.path))
+        auto.start(auto.entry_point(), list(sys.path))

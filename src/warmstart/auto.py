@@ -31,28 +31,46 @@ def cache_key(entry, sys_path):
     return "%016x" % _checksum(text.encode("utf-8", "surrogateescape"))
 
 
-def expected_path0():
-    """What the interpreter puts (or has put) in sys.path[0] for this run:
-    it is inserted after start-up hooks such as this one run.  None with
-    -P/-I (safe_path)."""
-    if getattr(sys.flags, "safe_path", False):
-        return None
-    argv = getattr(sys, "orig_argv", None) or []
-    args = argv[1:]
+def run_target():
+    """What this process runs, from sys.orig_argv: ("-m", module),
+    ("-c", None), ("script", path) or ("interactive", None)."""
+    args = (getattr(sys, "orig_argv", None) or [])[1:]
     i = 0
     while i < len(args):
         a = args[i]
-        if a == "-m" or (a.startswith("-m") and len(a) > 2):
-            return os.getcwd()
-        if a == "-c" or a.startswith("-c"):
-            return ""
+        if a == "-m" and i + 1 < len(args):
+            return "-m", args[i + 1]
+        if a.startswith("-m") and len(a) > 2:
+            return "-m", a[2:]
+        if a.startswith("-c"):
+            return "-c", None
         if a in ("-X", "-W"):
             i += 2
             continue
         if a.startswith("-") and a != "-":
             i += 1
             continue
-        return os.path.dirname(os.path.realpath(a)) if a != "-" else ""
+        return ("script", os.path.abspath(a)) if a != "-" else ("-c", None)
+    return "interactive", None
+
+
+def entry_point():
+    """The program, as the cache key names it."""
+    kind, value = run_target()
+    return f"{kind} {value}" if value else kind
+
+
+def expected_path0():
+    """What the interpreter puts (or has put) in sys.path[0] for this run:
+    it is inserted after start-up hooks such as this one run.  None with
+    -P/-I (safe_path)."""
+    if getattr(sys.flags, "safe_path", False):
+        return None
+    kind, value = run_target()
+    if kind == "-m":
+        return os.getcwd()
+    if kind == "script":
+        return os.path.dirname(os.path.realpath(value))
     return ""
 
 
