@@ -418,3 +418,20 @@ def test_record_env_var_twice(tmp_path):
             extra_env={"WARMSTART_RECORD": str(out)})
         assert "colorsys" in warmstart.Image(out)
     assert not (tmp_path / "r.img.claim").exists()
+
+
+@needs_pth
+def test_build_from_script(project, tmp_path):
+    script = project / "main.py"
+    script.write_text("import app, colorsys\nprint('script', app.VALUE)\n")
+    img = tmp_path / "s.img"
+    p = run(["-m", "warmstart", "build", "-o", str(img), "--", sys.executable,
+             str(script)], tmp_path)
+    assert "wrote" in p.stdout
+    info = subprocess.run([sys.executable, "-m", "warmstart", "info", str(img)],
+                          capture_output=True, text=True).stdout
+    # sys.path[0] of a script run is the script's directory.
+    assert f"built with sys.path: ['{project}'" in info
+    warm = run([str(script)], tmp_path, image=img)
+    assert warm.stdout == "script 42\n"
+    assert served(warm.stderr) >= 3
