@@ -12,7 +12,7 @@
  *   SourceFileLoader.get_code = hook.method     # binds like a function
  *
  * registry: dict id(loader) -> (weakref to loader, finder); the finder's
- * _code(fullname, path) returns the code or None.  base: the original
+ * _code(fullname) returns the code or None.  base: the original
  * get_code.
  */
 #define PY_SSIZE_T_CLEAN
@@ -66,14 +66,8 @@ image_code(HookObject *self, PyObject *loader, PyObject *fullname)
     if (same <= 0) {
         return same < 0 ? NULL : Py_NewRef(Py_None);
     }
-    PyObject *path = PyObject_GetAttrString(loader, "path");
-    if (path == NULL) {
-        return NULL;
-    }
-    PyObject *code = PyObject_CallMethod(PyTuple_GET_ITEM(entry, 1), "_code",
-                                         "OO", fullname, path);
-    Py_DECREF(path);
-    return code;
+    return PyObject_CallMethod(PyTuple_GET_ITEM(entry, 1), "_code", "O",
+                               fullname);
 }
 
 static PyObject *

@@ -98,7 +98,7 @@ _get_code = (_image.GetCodeHook(_image_loaders, SourceFileLoader.get_code).metho
              if _image else None)
 
 
-def _forget(ref, key=None):
+def _forget(ref, key):
     entry = _image_loaders.get(key)
     if entry is not None and entry[0] is ref:
         del _image_loaders[key]
@@ -262,16 +262,15 @@ class ImageFinder:
             spec.submodule_search_locations = [os.path.dirname(origin)]
         return spec
 
-    def _code(self, fullname, origin):
-        """The image's code for the module at *origin*, or None."""
-        info = self._module_info(fullname)
-        if info is None or info["origin"] != origin:
-            return None
+    def _code(self, fullname):
+        """The image's code for *fullname*, or None.  Only loaders this
+        finder made ask, and they were made for the image's own file."""
         try:
             code = self.image.get_code(fullname)
         except ImageError as e:
-            warn(str(e))
             self._fallback(fullname, str(e))
+            if not verbose():
+                warn(str(e))
             return None
         self.served.add(fullname)
         return code
