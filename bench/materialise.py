@@ -24,10 +24,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-import warmstart  # noqa: E402
-from warmstart import image  # noqa: E402
+import warmstart
+from warmstart import image
 
 CHILD = r"""
 import json, marshal, resource, sys, time
@@ -76,8 +75,7 @@ else:
 def run_child(mode, image_path, blobs_path):
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, image_path, blobs_path],
-        check=True, capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "src")))
+        check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 

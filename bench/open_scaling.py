@@ -15,10 +15,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-import warmstart  # noqa: E402
-from warmstart import _image, image  # noqa: E402
+import warmstart
+from warmstart import _image, image
 
 SIZES = (10, 100, 1000, 5000)
 

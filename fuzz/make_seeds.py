@@ -3,8 +3,7 @@ for the interpreter that runs this script (the one the fuzzer embeds)."""
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-from warmstart import _image, image  # noqa: E402
+from warmstart import _image, image
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
