@@ -7,6 +7,7 @@ import os
 import shlex
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 
@@ -19,6 +20,26 @@ class build_py_with_pth(build_py):
         super().run()
         self.copy_file(os.path.join("src", "warmstart.pth"),
                        os.path.join(self.build_lib, "warmstart.pth"))
+
+class build_ext_and_client(build_ext):
+    """Also build warmstart-exec, the native client of the warm server
+    (src/client/), into the package: no Python starts in it."""
+
+    def run(self):
+        super().run()
+        sources = [os.path.join("src", "client", f) for f in
+                   ("main.c", "command.c", "protocol.c", "procutil.c")]
+        sources.append(os.path.join("src", "image", "checksum.c"))
+        tmp = os.path.join(self.build_temp, "client")
+        objects = self.compiler.compile(
+            sources, output_dir=tmp, include_dirs=["src/image"],
+            extra_postargs=extra)
+        out = os.path.join("src" if self.inplace else self.build_lib,
+                           "warmstart")
+        self.mkpath(out)
+        self.compiler.link_executable(
+            objects, "warmstart-exec", output_dir=out, extra_postargs=link)
+
 
 extra = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
          "-fno-strict-aliasing"]
@@ -50,4 +71,5 @@ image = Extension(
     extra_link_args=link,
 )
 
-setup(ext_modules=[image], cmdclass={"build_py": build_py_with_pth})
+setup(ext_modules=[image], cmdclass={"build_py": build_py_with_pth,
+                                     "build_ext": build_ext_and_client})

@@ -59,6 +59,48 @@ def _record_at_exit(out, claim=True):
     atexit.register(write)
 
 
+def serve_at_exit(base, preload=None):
+    """For a run that warmstart-exec started with WARMSTART_SERVE=base
+    (already removed from os.environ): note the start-up argv,
+    environment and cwd now and, at exit, the modules the program
+    imported; then write <base>.preload and start a server from it
+    (server.py).  The module list is taken before the server code is
+    imported, so that only the program's own imports are preloaded."""
+    import atexit
+    record = {
+        "argv": [os.fsencode(a) for a in sys.orig_argv],
+        "env": dict(os.environb),
+        "cwd": os.getcwdb(),
+        "flags": tuple(sys.flags),
+        "warnoptions": list(sys.warnoptions),
+        "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
+        "extra": preload.split(",") if preload else [],
+        "executable": sys.executable,
+    }
+    before = set(sys.modules)
+
+    def at_exit():
+        record["modules"] = [n for n in list(sys.modules)
+                             if n != "__main__" and (n not in before or not
+                                                     n.startswith("warmstart"))]
+        record["argv_at_exit"] = list(sys.argv)
+        try:
+            import subprocess
+            from . import server
+            record["spawn_flags"] = subprocess._args_from_interpreter_flags()
+            server.write_record(base, record)
+            server.spawn(base, record)
+        except Exception as e:          # never disturb the program's exit
+            try:
+                os.unlink(base + ".lock")
+            except OSError:
+                pass
+            if os.environ.get("WARMSTART_VERBOSE"):
+                print(f"warmstart: no server: {e}", file=sys.stderr)
+
+    atexit.register(at_exit)
+
+
 def _stats_at_exit(where):
     import atexit
 

@@ -325,7 +325,8 @@ _booted = False
 
 def boot():
     """Start-up hook: warmstart.pth calls this when WARMSTART_IMAGE,
-    WARMSTART_RECORD or WARMSTART is set (see _boot.py for the others).
+    WARMSTART_RECORD, WARMSTART or WARMSTART_SERVE is set (see _boot.py
+    and server.py for the others).
     Only the first call acts: site may read the .pth twice (a venv's lib64
     is a link to lib)."""
     global _booted
@@ -335,9 +336,15 @@ def boot():
     if _image is None or not _image._is_main_interpreter():
         return                  # images serve the main interpreter only
     env = os.environ
+    serve = env.pop("WARMSTART_SERVE", None)
+    if serve:
+        # warmstart-exec found no server for this command: this run
+        # records what it imports and starts one at exit (server.py).
+        from . import _boot
+        _boot.serve_at_exit(serve, env.pop("WARMSTART_PRELOAD", None))
     if env.get("WARMSTART_STATS") or env.get("WARMSTART_RECORD") or (
             env.get("WARMSTART") == "auto" and not env.get("WARMSTART_IMAGE")):
         from . import _boot
         _boot.main()
-    else:
+    elif env.get("WARMSTART_IMAGE"):
         activate(env["WARMSTART_IMAGE"])

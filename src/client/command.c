@@ -1,0 +1,285 @@
+/* Parsing a Python command line and naming its server; see command.h.
+   Keep in step with src/warmstart/command.py (a test compares them). */
+#define _GNU_SOURCE
+#include "command.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Single-letter interpreter options that take no argument and that a
+   forked worker reproduces (they are fixed when the server starts, and
+   they are part of the key).  -i, -S, -x, -h, -V and anything unknown
+   make the command run directly. */
+static const char plain_flags[] = "bBdEIOPqsuvR";
+
+static int
+make_absolute(char *out, size_t size, const char *cwd, const char *path)
+{
+    int n;
+
+    if (path[0] == '/')
+        n = snprintf(out, size, "%s", path);
+    else if (strcmp(cwd, "/") == 0)
+        n = snprintf(out, size, "/%s", path);
+    else
+        n = snprintf(out, size, "%s/%s", cwd, path);
+    return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+/* The file execvp would run for name: the first executable regular file
+   on $PATH (empty entries skipped), or name itself if it has a slash. */
+static int
+find_executable(ws_command *cmd, const char *name)
+{
+    const char *path, *p, *end;
+    char dir[PATH_MAX], cand[PATH_MAX];
+    struct stat st;
+    size_t n;
+
+    if (strchr(name, '/'))
+        return make_absolute(cmd->exe, sizeof cmd->exe, cmd->cwd, name);
+    path = getenv("PATH");
+    if (path == NULL)
+        return -1;
+    for (p = path; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ':');
+        if (end == NULL)
+            end = p + strlen(p);
+        n = (size_t)(end - p);
+        if (n == 0 || n >= sizeof dir)
+            continue;
+        memcpy(dir, p, n);
+        dir[n] = '\0';
+        if (snprintf(cand, sizeof cand, "%s/%s", dir, name) >= (int)sizeof cand)
+            continue;
+        if (access(cand, X_OK) == 0 && stat(cand, &st) == 0
+            && S_ISREG(st.st_mode))
+            return make_absolute(cmd->exe, sizeof cmd->exe, cmd->cwd, cand);
+    }
+    return -1;
+}
+
+int
+ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
+{
+    int i;
+
+    memset(cmd, 0, sizeof *cmd);
+    cmd->argv = argv;
+    cmd->argc = argc;
+    if (getcwd(cmd->cwd, sizeof cmd->cwd) == NULL) {
+        *why = "no current directory";
+        return -1;
+    }
+    if (find_executable(cmd, argv[0]) < 0) {
+        *why = "interpreter not found on PATH";
+        return -1;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        size_t j;
+
+        if (strcmp(a, "--check-hash-based-pycs") == 0) {
+            if (++i >= argc)
+                break;
+            continue;
+        }
+        if (a[0] != '-' || strcmp(a, "-") == 0 || strcmp(a, "--") == 0) {
+            if (a[0] == '-') {
+                *why = strcmp(a, "-") == 0 ? "program read from stdin"
+                                           : "'--' before the script";
+                return -1;
+            }
+            cmd->kind = 's';
+            cmd->value = a;
+            cmd->prog = i;
+            if (realpath(a, cmd->script) == NULL) {
+                *why = "script not found";
+                return -1;
+            }
+            return 0;
+        }
+        if (a[1] == '-') {
+            *why = "long option";
+            return -1;
+        }
+        for (j = 1; a[j]; j++) {
+            char c = a[j];
+
+            if (c == 'c' || c == 'm' || c == 'W' || c == 'X') {
+                const char *arg = a + j + 1;
+
+                if (*arg == '\0') {
+                    if (++i >= argc) {
+                        *why = "option without its argument";
+                        return -1;
+                    }
+                    arg = argv[i];
+                }
+                if (c == 'c' || c == 'm') {
+                    cmd->kind = c;
+                    cmd->value = arg;
+                    cmd->prog = i;
+                    return 0;
+                }
+                break;
+            }
+            if (strchr(plain_flags, c) == NULL) {
+                *why = "interpreter option run directly (-i, -S, -x, ...)";
+                return -1;
+            }
+        }
+    }
+    *why = "no program (interactive interpreter)";
+    return -1;
+}
+
+/* Environment variables that change how Python starts or what modules
+   compute at import time.  WARMSTART_SERVE and WARMSTART_PRELOAD are the
+   client's messages to a recording run and WARMSTART_VERBOSE only adds
+   diagnostics: not part of the identity. */
+static int
+is_key_variable(const char *entry)
+{
+    static const char *const prefixes[] = {"PYTHON", "LC_", "LD_",
+                                           "WARMSTART_", NULL};
+    static const char *const names[] = {"LANG", "LANGUAGE", "PATH", "TZ",
+                                        "TERM", "HOME", "VIRTUAL_ENV",
+                                        "TMPDIR", "TEMP", "TMP", NULL};
+    static const char *const not_key[] = {"WARMSTART_SERVE",
+                                          "WARMSTART_PRELOAD",
+                                          "WARMSTART_VERBOSE", NULL};
+    const char *eq = strchr(entry, '=');
+    size_t n;
+    int k;
+
+    if (eq == NULL)
+        return 0;
+    n = (size_t)(eq - entry);
+    for (k = 0; not_key[k]; k++)
+        if (strlen(not_key[k]) == n && strncmp(entry, not_key[k], n) == 0)
+            return 0;
+    for (k = 0; prefixes[k]; k++)
+        if (strncmp(entry, prefixes[k], strlen(prefixes[k])) == 0)
+            return 1;
+    for (k = 0; names[k]; k++)
+        if (strlen(names[k]) == n && strncmp(entry, names[k], n) == 0)
+            return 1;
+    return 0;
+}
+
+static int
+compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buffer;
+
+/* Append prefix and s, then a NUL. */
+static int
+put(buffer *b, const char *prefix, const char *s)
+{
+    size_t lp = strlen(prefix), ls = strlen(s), need = b->len + lp + ls + 1;
+
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
+
+        while (cap < need)
+            cap *= 2;
+        p = realloc(b->data, cap);
+        if (p == NULL)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, prefix, lp);
+    memcpy(b->data + b->len + lp, s, ls);
+    b->data[b->len + lp + ls] = '\0';
+    b->len = need;
+    return 0;
+}
+
+char *
+ws_command_key_material(const ws_command *cmd, char **envp, size_t *len)
+{
+    buffer b = {NULL, 0, 0};
+    struct stat st;
+    char id[96], uid[24], kind[2] = {cmd->kind, '\0'};
+    char **vars = NULL;
+    size_t nvars = 0, k;
+    int i, err = 0;
+
+    if (stat(cmd->exe, &st) < 0)
+        memset(&st, 0, sizeof st);
+    snprintf(id, sizeof id, "%llu:%llu:%lld:%lld",
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+             (long long)st.st_size,
+             (long long)st.st_mtim.tv_sec * 1000000000LL
+             + st.st_mtim.tv_nsec);
+    snprintf(uid, sizeof uid, "%lu", (unsigned long)getuid());
+    err |= put(&b, "warmstart-exec 1", "");
+    err |= put(&b, "uid=", uid);
+    err |= put(&b, "exe=", cmd->exe);
+    err |= put(&b, "exe-id=", id);
+    for (i = 1; i <= cmd->prog; i++)
+        err |= put(&b, "arg=", cmd->argv[i]);
+    err |= put(&b, "kind=", kind);
+    if (cmd->kind == 's')
+        err |= put(&b, "script=", cmd->script);
+    else
+        err |= put(&b, "cwd=", cmd->cwd);
+    for (k = 0; envp[k]; k++)
+        nvars += is_key_variable(envp[k]);
+    vars = malloc((nvars + 1) * sizeof *vars);
+    if (vars == NULL)
+        goto fail;
+    nvars = 0;
+    for (k = 0; envp[k]; k++)
+        if (is_key_variable(envp[k]))
+            vars[nvars++] = envp[k];
+    qsort(vars, nvars, sizeof *vars, compare_strings);
+    for (k = 0; k < nvars; k++)
+        err |= put(&b, "env=", vars[k]);
+    free(vars);
+    if (err)
+        goto fail;
+    *len = b.len;
+    return b.data;
+
+fail:
+    free(b.data);
+    return NULL;
+}
+
+int
+ws_server_dir(char *out, size_t size)
+{
+    const char *d = getenv("WARMSTART_SERVER_DIR");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+    int n;
+
+    if (d && *d)
+        n = snprintf(out, size, "%s", d);
+    else if (xdg && *xdg == '/')
+        n = snprintf(out, size, "%s/warmstart", xdg);
+    else
+        n = snprintf(out, size, "/tmp/warmstart-%lu", (unsigned long)getuid());
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    if (mkdir(out, 0700) < 0 && errno != EEXIST)
+        return -1;
+    if (lstat(out, &st) < 0 || !S_ISDIR(st.st_mode)
+        || st.st_uid != getuid() || (st.st_mode & 022))
+        return -1;
+    return 0;
+}

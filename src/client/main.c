@@ -1,0 +1,201 @@
+/* warmstart-exec: launch a Python command through its warm server.
+
+     warmstart-exec [--preload MODULES] [--explain] -- python [options]
+                    (-m module | -c code | script) [args...]
+
+   Finds the server for this exact command (see command.h), hands it the
+   command line, environment, cwd, umask, resource limits and fds 0-2, and
+   then behaves as the program: signals are relayed, and the client exits
+   with the program's status.  Whenever no server can serve, it runs the
+   command directly (execve), so the result is the same, only slower; the
+   first such run also records what the program imports and starts a
+   server for the next launch.  No Python runs in this process. */
+#define _GNU_SOURCE
+#include "checksum.h"
+#include "command.h"
+#include "procutil.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* A server that is being started holds base.lock; one that refused to
+   start (its preload started threads, say) leaves base.refused.  Both are
+   honoured for a while only, so that a crash cannot disable a command. */
+#define LOCK_SECONDS 60
+#define REFUSED_SECONDS 3600
+
+static const char *preload;
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+            "usage: warmstart-exec [--preload MODULES] [--explain] -- "
+            "python [options] (-m module | -c code | script) [args...]\n");
+    exit(2);
+}
+
+static int
+younger_than(const char *path, int seconds)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && time(NULL) - st.st_mtime < seconds;
+}
+
+/* Run directly; if we may start a server, ask the run to start one. */
+static void
+run_directly(const ws_command *cmd, const char *base, int start_server)
+{
+    char lock[PATH_MAX + 16], serve[PATH_MAX + 32], pre[8192];
+    const char *extra = NULL, *extra2 = NULL;
+
+    if (start_server && base) {
+        snprintf(lock, sizeof lock, "%s.lock", base);
+        if (!younger_than(lock, LOCK_SECONDS))
+            unlink(lock);
+        int fd = open(lock, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd);
+            snprintf(serve, sizeof serve, "WARMSTART_SERVE=%s", base);
+            extra = serve;
+            if (preload && (size_t)snprintf(pre, sizeof pre,
+                                            "WARMSTART_PRELOAD=%s", preload)
+                               < sizeof pre)
+                extra2 = pre;
+        }
+    }
+    ws_exec_direct(cmd->argv, cmd->exe, extra, extra2);
+    exit(127);
+}
+
+/* Talk to a connected server.  Returns only if nothing has run and the
+   command should run directly; *stale is set when the server retired. */
+static void
+launch(int sock, const ws_command *cmd, int *stale)
+{
+    static const int fds[3] = {0, 1, 2};
+    ws_message m;
+    size_t len;
+    char *payload = ws_run_payload(cmd->argv, cmd->argc, environ, &len);
+    int rc;
+
+    if (payload == NULL)
+        return;
+    rc = ws_send(sock, "RUN ", payload, (uint32_t)len, fds, 3);
+    free(payload);
+    if (rc < 0 || ws_receive(sock, &m) < 0)
+        return;
+    if (strcmp(m.tag, "NOPE") == 0) {
+        *stale = m.len >= 5 && memcmp(m.data, "stale", 5) == 0;
+        if (getenv("WARMSTART_VERBOSE"))
+            fprintf(stderr, "warmstart-exec: not served: %.*s\n",
+                    (int)m.len, m.data);
+        return;
+    }
+    if (strcmp(m.tag, "PID ") != 0 || m.len != 4)
+        return;
+    {
+        uint32_t pid;
+
+        memcpy(&pid, m.data, 4);
+        ws_forward_signals((pid_t)pid);
+    }
+    /* From here on the program runs: never run it a second time. */
+    for (;;) {
+        if (ws_receive(sock, &m) < 0) {
+            fprintf(stderr, "warmstart-exec: lost contact with the program's "
+                    "server; its exit status is unknown\n");
+            ws_exit_like(WS_EXITED, 255);
+        }
+        if (strcmp(m.tag, "EXIT") == 0 && m.len == 8) {
+            uint32_t how[2];
+
+            memcpy(how, m.data, 8);
+            ws_exit_like(how[0], how[1]);
+        }
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    ws_command cmd;
+    const char *why = NULL;
+    char dir[PATH_MAX], base[PATH_MAX + 32], path[PATH_MAX + 48];
+    char *material;
+    size_t len;
+    int i, explain = 0, sock, stale = 0, fd;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+        else if (strcmp(argv[i], "--preload") == 0 && i + 1 < argc)
+            preload = argv[++i];
+        else if (strcmp(argv[i], "--explain") == 0)
+            explain = 1;
+        else if (argv[i][0] == '-')
+            usage();
+        else
+            break;
+    }
+    if (i >= argc)
+        usage();
+    argv += i;
+    argc -= i;
+
+    if (ws_command_parse(&cmd, argc, argv, &why) < 0) {
+        if (explain) {
+            printf("direct: %s\n", why);
+            return 0;
+        }
+        if (cmd.exe[0] == '\0')
+            snprintf(cmd.exe, sizeof cmd.exe, "%s", argv[0]);
+        run_directly(&cmd, NULL, 0);
+    }
+    /* A server hands over fds 0-2; a closed one would be a surprise. */
+    for (fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0)
+            run_directly(&cmd, NULL, 0);
+    if (ws_server_dir(dir, sizeof dir) < 0) {
+        if (explain) {
+            printf("direct: no private server directory\n");
+            return 0;
+        }
+        run_directly(&cmd, NULL, 0);
+    }
+    material = ws_command_key_material(&cmd, environ, &len);
+    if (material == NULL)
+        run_directly(&cmd, NULL, 0);
+    snprintf(base, sizeof base, "%s/%016llx", dir,
+             (unsigned long long)ws_checksum(material, len));
+    if (explain) {
+        for (size_t k = 0; k < len; k++)
+            putchar(material[k] ? material[k] : '\n');
+        printf("server: %s\n", base);
+        return 0;
+    }
+    free(material);
+
+    snprintf(path, sizeof path, "%s.sock", base);
+    sock = ws_connect(path);
+    if (sock >= 0) {
+        launch(sock, &cmd, &stale);
+        close(sock);
+        run_directly(&cmd, base, stale);
+    }
+    snprintf(path, sizeof path, "%s.refused", base);
+    run_directly(&cmd, base, !younger_than(path, REFUSED_SECONDS));
+    return 127;
+}

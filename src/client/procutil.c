@@ -1,0 +1,151 @@
+/* Signals, exit status and direct execution for warmstart-exec. */
+#define _GNU_SOURCE
+#include "procutil.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static volatile pid_t program_pid;
+
+static const int group_signals[] = {SIGINT, SIGQUIT, SIGHUP, SIGWINCH, 0};
+static const int process_signals[] = {SIGUSR1, SIGUSR2, 0};
+
+static void
+forward_to_group(int sig)
+{
+    int saved = errno;
+
+    if (program_pid > 0)
+        kill(-program_pid, sig);
+    errno = saved;
+}
+
+static void
+forward_to_process(int sig)
+{
+    int saved = errno;
+
+    if (program_pid > 0)
+        kill(program_pid, sig);
+    errno = saved;
+}
+
+static void
+handle_tstp(int sig)
+{
+    int saved = errno;
+    sigset_t set;
+
+    (void)sig;
+    if (program_pid > 0)
+        kill(-program_pid, SIGTSTP);
+    /* Stop ourselves the default way; execution resumes here on SIGCONT,
+       whose handler wakes the program. */
+    signal(SIGTSTP, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTSTP);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(SIGTSTP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGTSTP, handle_tstp);
+    errno = saved;
+}
+
+static void
+install(int sig, void (*handler)(int), int flags)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART | flags;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+void
+ws_forward_signals(pid_t pid)
+{
+    int k;
+
+    program_pid = pid;
+    for (k = 0; group_signals[k]; k++)
+        install(group_signals[k], forward_to_group, 0);
+    /* SA_RESETHAND: a second SIGTERM ends a client whose server hangs. */
+    install(SIGTERM, forward_to_process, SA_RESETHAND);
+    for (k = 0; process_signals[k]; k++)
+        install(process_signals[k], forward_to_process, 0);
+    install(SIGCONT, forward_to_group, 0);
+    install(SIGTSTP, handle_tstp, 0);
+}
+
+void
+ws_restore_signals(void)
+{
+    int k;
+
+    program_pid = 0;
+    for (k = 0; group_signals[k]; k++)
+        signal(group_signals[k], SIG_DFL);
+    for (k = 0; process_signals[k]; k++)
+        signal(process_signals[k], SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGCONT, SIG_DFL);
+    signal(SIGTSTP, SIG_DFL);
+}
+
+void
+ws_exit_like(unsigned kind, unsigned value)
+{
+    if (kind == WS_SIGNALED && value > 0 && value < 65) {
+        struct rlimit none = {0, 0};
+        sigset_t set;
+
+        ws_restore_signals();
+        signal((int)value, SIG_DFL);
+        setrlimit(RLIMIT_CORE, &none);
+        sigemptyset(&set);
+        sigaddset(&set, (int)value);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        kill(getpid(), (int)value);
+        /* A signal whose default is to continue or be ignored. */
+        _exit(128 + (int)value);
+    }
+    exit(kind == WS_EXITED ? (int)(value & 0xff) : 255);
+}
+
+void
+ws_exec_direct(char **argv, const char *exe, const char *extra_env,
+               const char *extra_env2)
+{
+    extern char **environ;
+    char **env = environ;
+    size_t n = 0, k = 0;
+
+    ws_restore_signals();
+    if (extra_env) {
+        while (environ[n])
+            n++;
+        env = malloc((n + 3) * sizeof *env);
+        if (env == NULL) {
+            env = environ;
+        }
+        else {
+            for (k = 0; k < n; k++)
+                env[k] = environ[k];
+            env[k++] = (char *)extra_env;
+            if (extra_env2)
+                env[k++] = (char *)extra_env2;
+            env[k] = NULL;
+        }
+    }
+    execve(exe, argv, env);
+    fprintf(stderr, "warmstart-exec: cannot run %s: %s\n", exe,
+            strerror(errno));
+}

@@ -1,0 +1,31 @@
+/* Process plumbing of the client: relaying signals to the program the
+   server started, ending the way the program ended, and running the
+   command directly when no server serves it. */
+#ifndef WS_PROCUTIL_H
+#define WS_PROCUTIL_H
+
+#include <sys/types.h>
+
+/* From now on, forward signals to the program: pid is the program and
+   the leader of its process group.  Terminal-generated signals (INT,
+   QUIT, HUP, WINCH, TSTP, CONT) go to the group, as a terminal sends
+   them to a foreground group; TERM, USR1 and USR2 go to the program
+   only, as kill(1) would.  On SIGTSTP the client stops itself after the
+   program, so that the shell's job control sees it stop; SIGCONT from
+   `fg` wakes both. */
+void ws_forward_signals(pid_t pid);
+
+/* Stop forwarding (before the client exits or execs). */
+void ws_restore_signals(void);
+
+/* Exit with the program's status: the same code, or death by the same
+   signal (without a core file of the client). */
+void ws_exit_like(unsigned kind, unsigned value) __attribute__((noreturn));
+
+/* Run the command directly in this process, optionally with one extra
+   environment entry ("NAME=value"); returns only on failure, after
+   printing why. */
+void ws_exec_direct(char **argv, const char *exe, const char *extra_env,
+                    const char *extra_env2);
+
+#endif /* WS_PROCUTIL_H */

@@ -1,0 +1,60 @@
+/* The conversation between warmstart-exec and a warm server.
+
+   Every message is an 8-byte header -- a 4-byte tag and the payload
+   length (uint32, host order: both ends run on one machine) -- followed
+   by the payload.
+
+   client -> server
+     "RUN "  the launch.  Payload: NUL-terminated fields
+               protocol version ("1"), umask (octal), cwd,
+               argc, argv[0..argc-1], envc, env[0..envc-1],
+               nlimits, then per limit "resource soft hard" (decimal,
+               RLIM_INFINITY as its unsigned value)
+             with the client's fds 0, 1 and 2 attached (SCM_RIGHTS) to
+             the header.
+     "STOP"  management: the server removes its socket and exits.
+
+   server or worker -> client
+     "NOPE"  not served (stale server, another command, a limit that
+             cannot be applied...); payload: why.  Nothing has run: the
+             client runs the command directly.
+     "PID "  the program is starting; payload: its pid (uint32), also
+             its process group.
+     "EXIT"  the program ended; payload: how (uint32: 0 exit, 1 signal)
+             and the code or signal number (uint32).  The worker sends it
+             on a normal exit; the server sends it when it reaps a worker
+             (which covers death by a signal and os._exit).  The first
+             one counts. */
+#ifndef WS_PROTOCOL_H
+#define WS_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WS_PROTOCOL_VERSION "1"
+#define WS_MAX_MESSAGE (1u << 20)
+
+enum ws_exit_kind { WS_EXITED = 0, WS_SIGNALED = 1 };
+
+typedef struct {
+    char tag[5];            /* NUL-terminated for printing */
+    uint32_t len;
+    char data[4096];        /* replies are short; longer ones are cut */
+} ws_message;
+
+/* Connect to the Unix socket at path; -1 with errno on failure. */
+int ws_connect(const char *path);
+
+/* Send one message; fds (nfds of them, may be 0) ride on its header. */
+int ws_send(int sock, const char *tag, const void *data, uint32_t len,
+            const int *fds, int nfds);
+
+/* Receive one message into m.  0 on success, -1 on EOF or error (errno
+   0 for a clean EOF).  Retries on EINTR so that signal forwarding does
+   not cut a message. */
+int ws_receive(int sock, ws_message *m);
+
+/* The RUN payload for this process: malloc'ed, length in *len. */
+char *ws_run_payload(char **argv, int argc, char **envp, size_t *len);
+
+#endif /* WS_PROTOCOL_H */

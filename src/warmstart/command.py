@@ -1,0 +1,165 @@
+"""The Python command line a launch runs, and the server that serves it.
+
+Mirror of src/client/command.c, which the native client uses: both build
+the same "key material" (NUL-separated fields naming the interpreter, its
+options, the program, the directory that becomes sys.path[0] and every
+environment variable that changes how Python starts), whose checksum names
+the server's socket.  The server compares a request's material with its
+own byte for byte, so a hash collision or a client that disagrees cannot
+make it run another command.  Everything is bytes, as the OS gives it.
+"""
+import os
+import stat
+
+# Interpreter options without an argument that a forked worker reproduces;
+# -i, -S, -x, -h, -V and unknown ones mean "run directly".
+PLAIN_FLAGS = b"bBdEIOPqsuvR"
+KEY_PREFIXES = (b"PYTHON", b"LC_", b"LD_", b"WARMSTART_")
+KEY_NAMES = {b"LANG", b"LANGUAGE", b"PATH", b"TZ", b"TERM", b"HOME",
+             b"VIRTUAL_ENV", b"TMPDIR", b"TEMP", b"TMP"}
+NOT_KEY = {b"WARMSTART_SERVE", b"WARMSTART_PRELOAD", b"WARMSTART_VERBOSE"}
+
+
+class Direct(Exception):
+    """This command is run directly, not through a server."""
+
+
+class Command:
+    """A parsed command line: argv (bytes), exe (the file run for
+    argv[0]), kind (b"m", b"c" or b"s"), value, prog (index of the argv
+    element naming the program), script (realpath) and cwd."""
+
+    def __init__(self, argv, env, cwd):
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.exe = _find_executable(self.argv[0], env, cwd)
+        self.kind, self.value, self.prog = _parse(self.argv)
+        self.script = None
+        if self.kind == b"s":
+            try:
+                self.script = os.path.realpath(os.path.join(cwd, self.value),
+                                               strict=True)
+            except OSError:
+                raise Direct("script not found")
+
+    @property
+    def args(self):
+        """The program's own arguments."""
+        return self.argv[self.prog + 1:]
+
+    def key_material(self, env):
+        try:
+            st = os.stat(self.exe)
+            ident = b"%d:%d:%d:%d" % (st.st_dev, st.st_ino, st.st_size,
+                                      st.st_mtime_ns)
+        except OSError:
+            ident = b"0:0:0:0"
+        fields = [b"warmstart-exec 1", b"uid=%d" % os.getuid(),
+                  b"exe=" + self.exe, b"exe-id=" + ident]
+        fields += [b"arg=" + a for a in self.argv[1:self.prog + 1]]
+        fields.append(b"kind=" + self.kind)
+        if self.kind == b"s":
+            fields.append(b"script=" + self.script)
+        else:
+            fields.append(b"cwd=" + self.cwd)
+        fields += [b"env=" + e for e in sorted(
+            k + b"=" + v for k, v in env.items() if _is_key_variable(k))]
+        return b"".join(f + b"\0" for f in fields)
+
+
+def _is_key_variable(name):
+    if name in NOT_KEY:
+        return False
+    return name in KEY_NAMES or name.startswith(KEY_PREFIXES)
+
+
+def _absolute(cwd, path):
+    if path.startswith(b"/"):
+        return path
+    return (b"/" if cwd == b"/" else cwd + b"/") + path
+
+
+def _find_executable(name, env, cwd):
+    if b"/" in name:
+        return _absolute(cwd, name)
+    path = env.get(b"PATH")
+    if path is None:
+        raise Direct("interpreter not found on PATH")
+    for d in path.split(b":"):
+        if not d:
+            continue
+        cand = d + b"/" + name
+        try:
+            if os.access(cand, os.X_OK) and stat.S_ISREG(os.stat(cand).st_mode):
+                return _absolute(cwd, cand)
+        except OSError:
+            pass
+    raise Direct("interpreter not found on PATH")
+
+
+def _parse(argv):
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == b"--check-hash-based-pycs":
+            i += 2
+            continue
+        if not a.startswith(b"-") or a in (b"-", b"--"):
+            if a.startswith(b"-"):
+                raise Direct("program read from stdin" if a == b"-"
+                             else "'--' before the script")
+            return b"s", a, i
+        if a.startswith(b"--"):
+            raise Direct("long option")
+        j = 1
+        while j < len(a):
+            c = a[j:j + 1]
+            if c in (b"c", b"m", b"W", b"X"):
+                arg = a[j + 1:]
+                if not arg:
+                    i += 1
+                    if i >= len(argv):
+                        raise Direct("option without its argument")
+                    arg = argv[i]
+                if c in (b"c", b"m"):
+                    return c, arg, i
+                break
+            if c not in PLAIN_FLAGS:
+                raise Direct("interpreter option run directly (-i, -S, -x, ...)")
+            j += 1
+        i += 1
+    raise Direct("no program (interactive interpreter)")
+
+
+def server_dir(env):
+    """Where servers' sockets live (created 0700; None if unusable)."""
+    d = env.get(b"WARMSTART_SERVER_DIR")
+    xdg = env.get(b"XDG_RUNTIME_DIR")
+    if not d:
+        if xdg and xdg.startswith(b"/"):
+            d = xdg + b"/warmstart"
+        else:
+            d = b"/tmp/warmstart-%d" % os.getuid()
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return None
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & 0o022):
+        return None
+    return d
+
+
+def server_base(material, env):
+    """The path prefix of this command's server files (socket: .sock)."""
+    from ._image import _checksum
+    d = server_dir(env)
+    if d is None:
+        return None
+    return d + b"/%016x" % _checksum(material)

@@ -1,0 +1,544 @@
+"""The warm server: a process that has imported a program's modules and
+forks a child per launch (tier 3).  docs/architecture.md has the picture;
+src/client/protocol.h the messages.
+
+Life cycle
+  1. `warmstart-exec` finds no server for a command, takes <base>.lock and
+     runs the command directly with WARMSTART_SERVE=<base>.  That run
+     (_boot.serve_at_exit) notes its start-up argv, environment and cwd and, at
+     exit, the modules it imported, writes them to <base>.preload and
+     spawns `python <same flags> -c ...server.main() <base>` in a new
+     session.
+  2. The server checks that it is the interpreter and command the client
+     named, imports the modules (never the program's __main__), refuses
+     to serve if that started threads, freezes the heap for the GC, binds
+     <base>.sock (atomically, by rename) and drops the lock.
+  3. Per launch: peer uid checked, request read, key material compared,
+     every file the preloaded state came from re-checked (a change
+     retires the server: "stale"), fork; the child is worker.run().  The
+     server reports a child's exit status when it reaps it and kills a
+     child whose client went away.
+  4. It exits after WARMSTART_SERVER_IDLE seconds (default 600) without
+     launches or children, on STOP, when retired, or when <base>.sock is
+     no longer its own.
+"""
+import errno
+import gc
+import importlib
+import marshal
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+from . import command, worker
+
+MAX_MESSAGE = 1 << 20
+DEFAULT_IDLE = 600
+
+
+# -- 1. the recording run ------------------------------------------------
+
+def write_record(base, record):
+    tmp = f"{base}.preload.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        marshal.dump(record, f)
+    os.rename(tmp, base + ".preload")
+
+
+def spawn(base, record):
+    """Start a server for base in a new session, in the background."""
+    exe = record["executable"]
+    args = [exe, *record["spawn_flags"],
+            "-c", "import warmstart.server as s; s.main()", base]
+    log = os.open(base + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, log, 1),
+                   (os.POSIX_SPAWN_DUP2, log, 2)]
+        os.posix_spawn(exe, args, record["env"],
+                       file_actions=actions, setsid=True)
+    finally:
+        os.close(log)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- 2. start-up ---------------------------------------------------------
+
+class Request:
+    """A parsed RUN message (see protocol.h)."""
+
+    def __init__(self, payload):
+        f = payload.split(b"\0")
+        if f[0] != b"1":
+            raise ValueError("unknown protocol version")
+        self.umask = int(f[1], 8)
+        self.cwd = f[2]
+        argc = int(f[3])
+        self.argv = f[4:4 + argc]
+        i = 4 + argc
+        envc = int(f[i])
+        self.env = {}
+        for e in f[i + 1:i + 1 + envc]:
+            k, sep, v = e.partition(b"=")
+            if sep:
+                self.env.setdefault(k, v)
+        i += 1 + envc
+        nlim = int(f[i])
+        self.limits = [tuple(int(x) for x in e.split())
+                       for e in f[i + 1:i + 1 + nlim]]
+        if not self.argv or any(len(t) != 3 for t in self.limits):
+            raise ValueError("malformed request")
+        self.command = command.Command(self.argv, self.env, self.cwd)
+
+
+class Server:
+    def __init__(self, base):
+        self.base = base
+        self.sock_path = base + ".sock"
+        self.listener = None
+        self.selector = None
+        self.wakeup = None
+        self.workers = {}           # pid -> connection to its client
+        self.retiring = False
+        self.stopping = False
+        self.old_streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+        self.main_template = {k: v for k, v in vars(sys.modules["__main__"]).items()
+                              if k.startswith("__")}
+        self.idle = float(os.environ.get("WARMSTART_SERVER_IDLE", DEFAULT_IDLE))
+
+    def refuse(self, why):
+        log(f"refusing to serve: {why}")
+        with open(self.base + ".refused", "w") as f:
+            f.write(why + "\n")
+        _unlink(self.base + ".lock")
+        sys.exit(1)
+
+    def prepare(self, record):
+        os.chdir(record["cwd"])
+        if (tuple(sys.flags) != tuple(record["flags"])
+                or sys.warnoptions != record["warnoptions"]
+                or {k: str(v) for k, v in sys._xoptions.items()}
+                != record["xoptions"]):
+            self.refuse("the server's interpreter flags differ from the program's")
+        env = record["env"]
+        try:
+            cmd = command.Command(record["argv"], env, record["cwd"])
+        except command.Direct as e:
+            self.refuse(f"command not served: {e}")
+        self.material = cmd.key_material(env)
+        if command.server_base(self.material, env) != os.fsencode(self.base):
+            self.refuse("client and server disagree on the command's key")
+        self.command = cmd
+        path0 = {b"m": record["cwd"], b"c": b"", b"s": os.path.dirname(cmd.script or b"")}
+        if not sys.flags.safe_path:
+            sys.path[0] = os.fsdecode(path0[cmd.kind])
+        saved_argv = sys.argv
+        sys.argv = record.get("argv_at_exit") or saved_argv
+        failed = {}
+        for name in record["modules"] + record["extra"]:
+            if name in sys.modules:
+                continue
+            try:
+                importlib.import_module(name)
+            except BaseException as e:      # noqa: the program's business
+                failed[name] = repr(e)
+        sys.argv = saved_argv
+        for name, why in failed.items():
+            log(f"not preloaded: {name}: {why}")
+        sys.modules["__main__"].__dict__.clear()
+        sys.modules["__main__"].__dict__.update(self.main_template)
+        threads = self.other_threads()
+        if threads:
+            self.refuse("preloading started threads (" + ", ".join(threads)
+                        + "); a process with threads cannot be forked safely")
+        self.program_signals = {}
+        for sig in signal.valid_signals():
+            try:
+                self.program_signals[sig] = signal.getsignal(sig)
+            except (OSError, ValueError):
+                pass
+        self.watch = _snapshot(_watched_paths())
+        self.preloaded = len(sys.modules)
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def other_threads():
+        names = [t.name for t in threading.enumerate()
+                 if t is not threading.main_thread()]
+        try:
+            n = len(os.listdir("/proc/self/task"))
+        except OSError:
+            n = 1
+        if n > 1 and not names:
+            names = [f"{n - 1} native thread(s)"]
+        return names
+
+    def listen(self):
+        tmp = f"{self.sock_path}.{os.getpid()}"
+        _unlink(tmp)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(tmp)
+        s.listen(64)
+        os.rename(tmp, self.sock_path)
+        self.sock_id = _file_id(self.sock_path)
+        self.listener = s
+        _unlink(self.base + ".lock")
+        _unlink(self.base + ".refused")
+        import json
+        info = {"pid": os.getpid(), "argv": [os.fsdecode(a) for a in self.command.argv],
+                "cwd": os.fsdecode(self.command.cwd), "started": time.time(),
+                "modules": self.preloaded, "watched": len(self.watch),
+                "python": sys.version.split()[0]}
+        with open(self.base + ".json", "w") as f:
+            json.dump(info, f)
+
+    # -- 3. serving ---------------------------------------------------------
+
+    def serve(self):
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = (r, w)
+        signal.set_wakeup_fd(w)
+        signal.signal(signal.SIGCHLD, lambda *a: None)
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(r, selectors.EVENT_READ, "wakeup")
+        last = time.monotonic()
+        while True:
+            if self.stopping or (self.retiring and not self.workers):
+                break
+            for key, _ in self.selector.select(timeout=5):
+                what = key.data
+                if what == "accept":
+                    self.accept()
+                elif what == "wakeup":
+                    try:
+                        while os.read(r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                else:
+                    self.client_gone(what)
+                last = time.monotonic()
+            self.reap()
+            if not self.workers and time.monotonic() - last > self.idle:
+                log("idle timeout")
+                break
+            if not self.retiring and _file_id(self.sock_path) != self.sock_id:
+                log("socket replaced or removed")
+                self.retire(unlink=False)
+        self.shutdown()
+
+    def _on_term(self, *args):
+        self.stopping = True
+
+    def accept(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        keep = False
+        try:
+            conn.settimeout(10)
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                    struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+            if uid != os.getuid():
+                log(f"refused a client of uid {uid}")
+                return
+            tag, payload, fds = _receive(conn)
+            try:
+                if tag == b"STOP":
+                    self.stopping = True
+                    worker.send(conn, b"BYE ")
+                    return
+                if tag != b"RUN ":
+                    return
+                keep = self.launch(conn, payload, fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        except (OSError, ValueError, struct.error) as e:
+            log(f"bad request: {e!r}")
+        finally:
+            if not keep:
+                conn.close()
+
+    def launch(self, conn, payload, fds):
+        """Fork a worker for one RUN request; True if conn is kept."""
+        try:
+            req = Request(payload)
+        except command.Direct as e:
+            worker.send(conn, b"NOPE", str(e).encode())
+            return False
+        if len(fds) != 3:
+            raise ValueError("a RUN request carries three fds")
+        if req.command.key_material(req.env) != self.material:
+            worker.send(conn, b"NOPE", b"another command")
+            return False
+        stale = _changed(self.watch)
+        if stale:
+            worker.send(conn, b"NOPE", f"stale: {stale}".encode())
+            if not self.retiring:
+                log(f"retiring: {stale}")
+                self.retire()
+            return False
+        if self.other_threads():
+            worker.send(conn, b"NOPE", b"server has threads")
+            return False
+        for stream in self.old_streams:
+            if stream is not None:
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            conn.settimeout(None)
+            worker.run(self, conn, req, fds)    # does not return
+        self.workers[pid] = conn
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+        return True
+
+    def client_gone(self, pid):
+        conn = self.workers.get(pid)
+        if conn is None:
+            return
+        try:
+            data = conn.recv(64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The client died (or exited after the worker's EXIT): a
+            # program whose launcher was killed ends with it.
+            self.selector.unregister(conn)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def reap(self):
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.workers.pop(pid, None)
+            if conn is None:
+                continue
+            if os.WIFSIGNALED(status):
+                how = (worker.SIGNALED, os.WTERMSIG(status))
+            else:
+                how = (worker.EXITED, os.WEXITSTATUS(status))
+            try:
+                worker.send(conn, b"EXIT", struct.pack("=II", *how))
+            except OSError:
+                pass
+            try:
+                self.selector.unregister(conn)
+            except (KeyError, ValueError):
+                pass
+            conn.close()
+
+    def retire(self, unlink=True):
+        """Serve no more launches; exit once the running ones have ended."""
+        self.retiring = True
+        if unlink and _file_id(self.sock_path) == self.sock_id:
+            _unlink(self.sock_path)
+        self.selector.unregister(self.listener)
+        self.listener.close()
+
+    def shutdown(self):
+        if not self.retiring and _file_id(self.sock_path) == self.sock_id:
+            _unlink(self.sock_path)
+        try:
+            import json
+            with open(self.base + ".json") as f:
+                if json.load(f).get("pid") == os.getpid():
+                    _unlink(self.base + ".json")
+        except (OSError, ValueError):
+            pass
+        log("exiting")
+
+    def close_in_child(self):
+        """In a worker: drop everything that belongs to the server."""
+        signal.set_wakeup_fd(-1)
+        self.selector.close()
+        self.listener.close()
+        for fd in self.wakeup:
+            os.close(fd)
+        for conn in self.workers.values():
+            conn.close()
+        self.workers.clear()
+
+
+def _receive(conn):
+    """One message: (tag, payload, fds)."""
+    header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+    while len(header) < 8:
+        more = conn.recv(8 - len(header))
+        if not more:
+            raise ValueError("short header")
+        header += more
+    tag, n = header[:4], struct.unpack("=I", header[4:])[0]
+    if n > MAX_MESSAGE:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("message too long")
+    chunks, got = [], 0
+    while got < n:
+        c = conn.recv(min(65536, n - got))
+        if not c:
+            for fd in fds:
+                os.close(fd)
+            raise ValueError("short message")
+        chunks.append(c)
+        got += len(c)
+    return tag, b"".join(chunks), fds
+
+
+# -- staleness -----------------------------------------------------------
+
+def _file_id(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _watched_paths():
+    """Every file the preloaded state came from, and every directory in
+    which a new file could shadow one of them."""
+    import site
+    paths = {sys.executable, os.path.realpath(sys.executable),
+             os.path.join(sys.prefix, "pyvenv.cfg")}
+    for m in list(sys.modules.values()):
+        f = getattr(m, "__file__", None)
+        if isinstance(f, str):
+            paths.add(os.path.abspath(f))
+        for d in getattr(m, "__path__", None) or ():
+            if isinstance(d, str):
+                paths.add(os.path.abspath(d))
+    for d in sys.path:
+        paths.add(os.path.abspath(d or "."))
+    sitedirs = list(getattr(site, "getsitepackages", lambda: [])())
+    if site.ENABLE_USER_SITE:
+        sitedirs.append(site.getusersitepackages())
+    for d in sitedirs:
+        try:
+            paths.update(os.path.join(d, n) for n in os.listdir(d)
+                         if n.endswith(".pth"))
+        except OSError:
+            pass
+    return sorted(paths)
+
+
+def _snapshot(paths):
+    return [(p, _file_id(p)) for p in paths]
+
+
+def _changed(watch):
+    for path, ident in watch:
+        if _file_id(path) != ident:
+            return f"{path} changed"
+    return None
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main():
+    base = sys.argv[1]
+    server = Server(base)
+    try:
+        with open(base + ".preload", "rb") as f:
+            record = marshal.load(f)
+    except (OSError, EOFError, ValueError) as e:
+        server.refuse(f"no readable record of the program: {e}")
+    server.prepare(record)
+    server.listen()
+    log(f"serving {server.preloaded} modules, watching {len(server.watch)} paths")
+    server.serve()
+
+
+# -- management (warmstart server ...) ------------------------------------
+
+def servers(env=None):
+    """[(base, info dict or None, state)] for every server this user has."""
+    import glob
+    import json
+    d = command.server_dir(env if env is not None else os.environb)
+    if d is None:
+        return []
+    out = []
+    bases = {p.rsplit(".", 1)[0] for pat in ("*.json", "*.refused", "*.sock")
+             for p in glob.glob(os.path.join(os.fsdecode(d), pat))}
+    for base in sorted(bases):
+        info = None
+        try:
+            with open(base + ".json") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            pass
+        if os.path.exists(base + ".refused"):
+            with open(base + ".refused") as f:
+                state = "refused: " + f.read().strip()
+        elif info and _alive(info["pid"]):
+            state = "running"
+        else:
+            state = "dead"
+        out.append((base, info, state))
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"warmstart.server" in f.read()
+    except OSError:
+        return False
+
+
+def stop(base):
+    """Stop one server; True if one was running."""
+    _unlink(base + ".refused")
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(base + ".sock")
+        worker.send(s, b"STOP")
+        s.recv(8)
+        s.close()
+        return True
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ECONNREFUSED, None):
+            raise
+        return False
+
+
+def restart(base):
+    """Stop a server and start a fresh one from its saved record."""
+    stop(base)
+    with open(base + ".preload", "rb") as f:
+        record = marshal.load(f)
+    for _ in range(50):
+        if not os.path.exists(base + ".sock"):
+            break
+        time.sleep(0.02)
+    spawn(base, record)

@@ -1,0 +1,209 @@
+"""The forked child of a warm server: becomes the launched program.
+
+The server has already imported the program's modules.  The child takes
+over the client's fds 0-2, cwd, umask, resource limits, environment and
+argv, builds sys.stdin/stdout/stderr as a direct run would for those fds,
+runs the program the way `python -m/-c/script` does, and exits the way
+Py_FinalizeEx begins (non-daemon threads joined, atexit handlers run,
+streams flushed) without tearing down the server's heap object by object.
+"""
+import io
+import os
+import resource
+import signal
+import struct
+import sys
+import types
+
+EXITED, SIGNALED = 0, 1
+RLIM_UNSIGNED_INFINITY = 2 ** 64 - 1
+
+
+class Refuse(Exception):
+    """The launch cannot be reproduced here; the client runs it directly."""
+
+
+def send(conn, tag, payload=b""):
+    conn.sendall(tag + struct.pack("=I", len(payload)) + payload)
+
+
+def run(server, conn, request, fds):
+    """In the child, after fork; never returns."""
+    status = (EXITED, 1)
+    try:
+        try:
+            _take_over(server, request, fds)
+        except Refuse as e:
+            send(conn, b"NOPE", str(e).encode())
+            os._exit(0)
+        except BaseException as e:
+            send(conn, b"NOPE", f"worker set-up failed: {e!r}".encode())
+            os._exit(0)
+        send(conn, b"PID ", struct.pack("=I", os.getpid()))
+        status = _run_program(request.command, server.main_template)
+        _finish(server)
+    finally:
+        # The first EXIT the client reads counts; the server sends one
+        # too when it reaps us (needed for deaths by a signal).
+        try:
+            send(conn, b"EXIT", struct.pack("=II", *status))
+        except OSError:
+            pass
+        if status[0] == SIGNALED:
+            signal.signal(status[1], signal.SIG_DFL)
+            os.kill(os.getpid(), status[1])
+        os._exit(status[1] if status[0] == EXITED else 1)
+
+
+def _take_over(server, request, fds):
+    os.setpgid(0, 0)
+    server.close_in_child()
+    for sig, handler in server.program_signals.items():
+        try:
+            signal.signal(sig, handler)
+        except (OSError, ValueError, TypeError):
+            pass
+    for target, fd in enumerate(fds):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+    try:
+        os.chdir(request.cwd)
+    except OSError as e:
+        raise Refuse(f"cannot enter the client's directory: {e}")
+    os.umask(request.umask)
+    for res, soft, hard in request.limits:
+        _apply_limit(res, soft, hard)
+    env = os.environb
+    env.clear()
+    env.update(request.env)
+    cmd = request.command
+    sys.orig_argv = [os.fsdecode(a) for a in cmd.argv]
+    args = [os.fsdecode(a) for a in cmd.args]
+    if cmd.kind == b"s":
+        sys.argv = [os.fsdecode(cmd.value)] + args
+    else:
+        sys.argv = ["-" + cmd.kind.decode()] + args
+    _make_stdio(server.old_streams)
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None and hasattr(np_random, "seed"):
+        np_random.seed()        # stdlib random reseeds itself at fork
+
+
+def _apply_limit(res, soft, hard):
+    def value(v):
+        return resource.RLIM_INFINITY if v == RLIM_UNSIGNED_INFINITY else v
+    want = (value(soft), value(hard))
+    try:
+        if resource.getrlimit(res) != want:
+            resource.setrlimit(res, want)
+    except (OSError, ValueError) as e:
+        raise Refuse(f"cannot apply resource limit {res}: {e}")
+
+
+def _make_stdio(old_streams):
+    """sys.stdin/stdout/stderr as CPython's create_stdio() makes them for
+    the fds we now have: the encoding and errors the server's start-up
+    chose (the locale and PYTHONIOENCODING are part of the server's key),
+    line buffering on a terminal (stderr always), -u honoured."""
+    # -u and PYTHONUNBUFFERED are not in sys.flags; the server's own
+    # streams, made at its start-up with the same settings, tell.
+    buffered = not old_streams[1].write_through
+    names = (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w"))
+    for (name, fd, mode), old in zip(names, old_streams):
+        write = mode == "w"
+        buffering = 0 if write and not buffered else -1
+        buf = io.open(fd, mode + "b", buffering, closefd=False)
+        raw = buf.raw if buffering else buf
+        raw.name = "<%s>" % name
+        line_buffering = buffered and (raw.isatty() or fd == 2)
+        stream = io.TextIOWrapper(
+            buf, encoding=old.encoding, errors=old.errors, newline="\n",
+            line_buffering=line_buffering, write_through=not buffered)
+        stream.mode = mode
+        setattr(sys, name, stream)
+        setattr(sys, "__%s__" % name, stream)
+
+
+def _new_main(template, **attrs):
+    main = types.ModuleType("__main__")
+    main.__dict__.update(template)
+    main.__dict__.update(attrs)
+    sys.modules["__main__"] = main
+    return main
+
+
+def _run_program(cmd, template):
+    """Run as pymain_run_python does; return (EXITED, code) or
+    (SIGNALED, signo)."""
+    try:
+        if cmd.kind == b"m":
+            import runpy
+            _new_main(template)
+            runpy._run_module_as_main(os.fsdecode(cmd.value))
+        elif cmd.kind == b"c":
+            main = _new_main(template)
+            code = compile(os.fsdecode(cmd.value), "<string>", "exec")
+            exec(code, main.__dict__)
+        else:
+            from importlib.machinery import SourceFileLoader
+            path = os.path.abspath(os.fsdecode(cmd.value))
+            with io.open_code(path) as f:
+                source = f.read()
+            main = _new_main(template, __file__=path, __cached__=None,
+                             __loader__=SourceFileLoader("__main__", path))
+            exec(compile(source, path, "exec"), main.__dict__)
+    except SystemExit as e:
+        return EXITED, _exit_code(e)
+    except BaseException as e:
+        _print_exception(e)
+        if isinstance(e, KeyboardInterrupt):
+            return SIGNALED, signal.SIGINT
+        return EXITED, 1
+    return EXITED, 0
+
+
+def _exit_code(e):
+    """_Py_HandleSystemExit: None is 0, an int is itself, anything else is
+    printed and is 1."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xff
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _print_exception(e):
+    """sys.excepthook as PyErr_Print calls it, without this file's frames
+    (a direct run's traceback starts at the program or at runpy)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    e.__traceback__ = tb
+    sys.last_type, sys.last_value, sys.last_traceback = type(e), e, tb
+    if sys.version_info >= (3, 12):
+        sys.last_exc = e
+    try:
+        sys.excepthook(type(e), e, tb)
+    except BaseException:
+        sys.__excepthook__(type(e), e, tb)
+
+
+def _finish(server):
+    """What Py_FinalizeEx does before it frees anything."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr, *server.old_streams):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
