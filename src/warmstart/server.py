@@ -219,7 +219,7 @@ class Server:
         while True:
             if self.stopping or (self.retiring and not self.workers):
                 break
-            for key, _ in self.selector.select(timeout=5):
+            for key, _ in self.selector.select(timeout=min(5, self.idle)):
                 what = key.data
                 if what == "accept":
                     self.accept()
