@@ -23,23 +23,25 @@ def env(tmp_path):
     e["WARMSTART_SERVER_DIR"] = str(tmp_path / "servers")
     e.pop("WARMSTART_VERBOSE", None)
     yield e
-    for base in _bases(e):
-        _kill_server(base)
+    _kill_servers(e["WARMSTART_SERVER_DIR"])
 
 
-def _bases(e):
-    d = e["WARMSTART_SERVER_DIR"]
-    if not os.path.isdir(d):
-        return []
-    return sorted({os.path.join(d, n.split(".")[0]) for n in os.listdir(d)})
-
-
-def _kill_server(base):
-    try:
-        with open(base + ".json") as f:
-            os.kill(json.load(f)["pid"], signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
+def _kill_servers(d):
+    """Every server process started for directory d, including one that
+    a test's last launch is still starting."""
+    for _ in range(2):
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"warmstart.server" in cmdline and d.encode() in cmdline:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        time.sleep(0.3)         # a recording run may spawn one at exit
 
 
 def launch(args, env, cwd, **kw):
@@ -616,3 +618,41 @@ def test_other_users_are_refused(env, project):
     os.waitpid(pid, 0)
     assert "refused a client of uid 65534" in open(base + ".log").read()
     assert launch(args, env, str(project)).returncode == 0
+
+
+def test_environment_changes_made_by_imports_are_kept(env, project):
+    # awscli sets AWS_DATA_PATH when imported; a served launch must see
+    # its client's environment with the same change.
+    (project / "setsenv.py").write_text(
+        "import os\nos.environ['WS_SET_BY_IMPORT'] = 'yes'\n"
+        "os.environ.pop('WS_REMOVED_BY_IMPORT', None)\n")
+    prog = project / "envprog.py"
+    prog.write_text("import os, setsenv\n"
+                    "print(os.environ.get('WS_SET_BY_IMPORT'),"
+                    " os.environ.get('WS_REMOVED_BY_IMPORT'),"
+                    " os.environ.get('WS_TEST_VAR'), os.getppid())\n")
+    e = dict(env, WS_REMOVED_BY_IMPORT="1")
+    server = warm([str(prog)], e, str(project))
+    p = launch([str(prog)], dict(e, WS_TEST_VAR="mine"), str(project))
+    assert p.stdout.split() == ["yes", "None", "mine", str(server)]
+
+
+def test_circular_imports_and_aliases_are_preloaded_in_context(env, project):
+    # Importing circ_b first would fail (circular); the program imports
+    # circ_a, which imports circ_b.
+    # And a package registered under an alias must stay the aliased one.
+    (project / "circ_a.py").write_text("import circ_b\nX = circ_b.Y\n")
+    (project / "circ_b.py").write_text("import circ_a\nY = 1\n")
+    (project / "vendored").mkdir()
+    (project / "vendored" / "__init__.py").write_text(
+        "import sys\nfrom vendored import inner\nsys.modules['inner'] = inner\n")
+    (project / "vendored" / "inner.py").write_text("WHO = 'vendored'\n")
+    (project / "inner.py").write_text("WHO = 'top-level'\n")
+    prog = project / "circ.py"
+    prog.write_text("import os, circ_a, vendored, inner\n"
+                    "print(circ_a.X, inner.WHO, os.getppid())\n")
+    server = warm([str(prog)], env, str(project))
+    p = launch([str(prog)], env, str(project))
+    assert p.stdout.split() == ["1", "vendored", str(server)]
+    log = open(explain([str(prog)], env, str(project))["server"] + ".log").read()
+    assert "not preloaded" not in log

@@ -59,13 +59,35 @@ def _record_at_exit(out, claim=True):
     atexit.register(write)
 
 
+class _RootImports:
+    """Meta-path observer: notes, in order, the imports that started while
+    no other module's body was executing (from the program's own code, a
+    function, runpy).  Importing these "roots" in the same order repeats
+    the program's imports exactly, nested and circular ones included; the
+    plain sys.modules order would import a module out of its context
+    (half-initialised partners of a circular import, aliases such as a
+    vendored package registered under another name)."""
+
+    def __init__(self):
+        self.roots = []
+
+    def find_spec(self, fullname, path=None, target=None):
+        f = sys._getframe(1)
+        while f is not None:
+            if (f.f_code.co_name == "<module>"
+                    and f.f_globals.get("__name__") != "__main__"):
+                return None
+            f = f.f_back
+        self.roots.append(fullname)
+        return None
+
+
 def serve_at_exit(base, preload=None):
     """For a run that warmstart-exec started with WARMSTART_SERVE=base
     (already removed from os.environ): note the start-up argv,
     environment and cwd now and, at exit, the modules the program
     imported; then write <base>.preload and start a server from it
-    (server.py).  The module list is taken before the server code is
-    imported, so that only the program's own imports are preloaded."""
+    (server.py)."""
     import atexit
     record = {
         "argv": [os.fsencode(a) for a in sys.orig_argv],
@@ -77,12 +99,13 @@ def serve_at_exit(base, preload=None):
         "extra": preload.split(",") if preload else [],
         "executable": sys.executable,
     }
-    before = set(sys.modules)
+    roots = _RootImports()
+    sys.meta_path.insert(0, roots)
 
     def at_exit():
-        record["modules"] = [n for n in list(sys.modules)
-                             if n != "__main__" and (n not in before or not
-                                                     n.startswith("warmstart"))]
+        # Only roots the program really imported (not mere find_spec
+        # probes), taken before the server code below is imported.
+        record["modules"] = [n for n in roots.roots if n in sys.modules]
         record["argv_at_exit"] = list(sys.argv)
         try:
             import subprocess

@@ -60,7 +60,8 @@ def _take_over(server, request, fds):
     server.close_in_child()
     for sig, handler in server.program_signals.items():
         try:
-            signal.signal(sig, handler)
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
         except (OSError, ValueError, TypeError):
             pass
     for target, fd in enumerate(fds):
@@ -77,6 +78,11 @@ def _take_over(server, request, fds):
     env = os.environb
     env.clear()
     env.update(request.env)
+    for k, v in server.env_changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     cmd = request.command
     sys.orig_argv = [os.fsdecode(a) for a in cmd.argv]
     args = [os.fsdecode(a) for a in cmd.args]
