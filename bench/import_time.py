@@ -158,11 +158,12 @@ def main():
                                    max(args.runs * 4, 40))
         print(f"  activation, image not used (python -c pass): "
               f"{warm - plain:+.2f} ms ({plain:.1f} -> {warm:.1f} ms)")
-    # The .pth line when no image is set, in-process.
-    line = ('import os; ("WARMSTART_IMAGE" in os.environ or "WARMSTART_RECORD" '
-            'in os.environ or "WARMSTART" in os.environ) and '
-            '__import__("warmstart.importer").importer.boot()')
-    code = compile(line, "warmstart.pth", "exec")
+    # The .pth line when no image is set, in-process: the installed one.
+    import warmstart
+    pth = os.path.join(os.path.dirname(os.path.dirname(warmstart.__file__)),
+                       "warmstart.pth")
+    with open(pth) as f:
+        code = compile(f.read(), "warmstart.pth", "exec")
     env_saved = {k: os.environ.pop(k) for k in list(os.environ)
                  if k.startswith("WARMSTART")}
     n = 100000

@@ -102,3 +102,55 @@ def test_damaged_images_under_sanitizers(asan_build, small_image, tmp_path):
     results = json.loads(p.stdout)
     assert all(r["wrong"] == [] for r in results.values())
     assert len(results) == 70 + len(test_bad_input.EDITS)
+
+
+def test_client_under_asan(asan_build, tmp_path):
+    """warmstart-exec built with the sanitizers: served launches, the
+    direct fallbacks, a retired server and a death by signal, clean."""
+    import signal
+    import time
+    from test_server import _kill_servers
+    lib = asan_build["PYTHONPATH"].split(os.pathsep)[0]
+    client = os.path.join(lib, "warmstart", "warmstart-exec")
+    with open(client, "rb") as f:
+        assert b"__asan_report" in f.read()
+    servers = str(tmp_path / "servers")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARMSTART", "PYTHONPATH"))}
+    env.update(WARMSTART_SERVER_DIR=servers,
+               ASAN_OPTIONS="detect_leaks=0:halt_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    (tmp_path / "helper.py").write_text("V = 1\n")
+    prog = tmp_path / "prog.py"
+    prog.write_text("import os, signal, sys, helper, json\n"
+                    "print(sys.argv[1:], helper.V)\n"
+                    "if sys.argv[1:] == ['die']:"
+                    " os.kill(os.getpid(), signal.SIGTERM)\n"
+                    "sys.exit(3)\n")
+
+    def launch(*args, pre=()):
+        return subprocess.run([client, *pre, "--", sys.executable, str(prog),
+                               *args], env=env, cwd=str(tmp_path),
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        p = launch("a")
+        assert p.returncode == 3 and p.stdout == "['a'] 1\n", p.stderr
+        for _ in range(200):
+            if glob.glob(os.path.join(servers, "*.sock")):
+                break
+            time.sleep(0.05)
+        for args, code, out in [(("b", "c"), 3, "['b', 'c'] 1\n"),
+                                (("die",), -signal.SIGTERM, "['die'] 1\n")]:
+            p = launch(*args)
+            assert (p.returncode, p.stdout) == (code, out), p.stderr
+            assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr
+        (tmp_path / "helper.py").write_text("V = 2\n")
+        p = launch("d")                 # stale: NOPE, then direct
+        assert (p.returncode, p.stdout) == (3, "['d'] 2\n"), p.stderr
+        p = launch("e", pre=("--explain",))
+        assert p.returncode == 0 and "server: " in p.stdout, p.stderr
+        p = subprocess.run([client], capture_output=True, text=True)
+        assert p.returncode == 2 and "usage" in p.stderr
+    finally:
+        _kill_servers(servers)
