@@ -1,6 +1,7 @@
 # Two entry points (see README.md):
 #   make demo   build; image the whole standard library and real programs;
-#               show the speed-ups (materialisation, whole-process imports)
+#               show the speed-ups (materialisation, whole-process imports,
+#               launches through a warm server)
 #   make test   the test suite on every supported interpreter, each in its
 #               own venv, with the C core built with -Werror
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
@@ -23,6 +24,7 @@ demo: $(VENVS)
 	    echo "== Python $$v"; \
 	    .venv/$$v/bin/python bench/materialise.py --repeat 5 || exit 1; \
 	    .venv/$$v/bin/python bench/import_time.py || exit 1; \
+	    .venv/$$v/bin/python bench/server_launch.py || exit 1; \
 	done
 
 test: $(VENVS)

@@ -100,6 +100,11 @@ def main():
                 workloads.append(("aws --version", [py, aws, "--version"]))
     print(f"Python {sys.version.split()[0]}: direct vs through the warm "
           f"server, median of {args.runs} alternating runs")
+    true = shutil.which("true")
+    floor = statistics.median(run([true], os.environ)[0]
+                              for _ in range(args.runs * 2)) * 1e3
+    print(f"  (this harness spawning /bin/true takes {floor:.1f} ms: part of "
+          f"every figure below)")
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("WARMSTART")}
