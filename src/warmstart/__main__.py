@@ -10,6 +10,7 @@
   warmstart server status | stop [KEY...] | restart [KEY...]
   warmstart shim -o ~/bin/mytool -- /venv/bin/python /venv/bin/mytool
   warmstart client-path
+  warmstart profile [--json F] [--html F] [--budget 150ms] -- python ...
 """
 import argparse
 import marshal
@@ -241,10 +242,24 @@ def main(argv=None):
     h.add_argument("--preload")
     h.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("client-path", help="print the native client's path")
+    pr = sub.add_parser("profile", help="where a program's start-up time "
+                        "goes, and what each tier would save")
+    pr.add_argument("--json", metavar="FILE", help="write the profile as JSON")
+    pr.add_argument("--html", metavar="FILE",
+                    help="write an interactive, self-contained HTML page")
+    pr.add_argument("--budget", metavar="TIME",
+                    help="exit with status 3 if start-up exceeds TIME "
+                    "(e.g. 150ms)")
+    pr.add_argument("--top", type=int, default=10,
+                    help="rows per table (default 10)")
+    pr.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.cmd == "client-path":
         print(client_path())
         return 0
+    if args.cmd == "profile":
+        from . import profiler
+        return profiler.main(args)
     return {"build": cmd_build, "info": cmd_info, "run": cmd_run,
             "exec": cmd_exec, "server": cmd_server,
             "shim": cmd_shim}[args.cmd](args)

@@ -325,8 +325,8 @@ _booted = False
 
 def boot():
     """Start-up hook: warmstart.pth calls this when WARMSTART_IMAGE,
-    WARMSTART_RECORD, WARMSTART or WARMSTART_SERVE is set (see _boot.py
-    and server.py for the others).
+    WARMSTART_RECORD, WARMSTART, WARMSTART_SERVE or WARMSTART_PROFILE is
+    set (see _boot.py, server.py and profile_hook.py for the others).
     Only the first call acts: site may read the .pth twice (a venv's lib64
     is a link to lib)."""
     global _booted
@@ -348,3 +348,9 @@ def boot():
         _boot.main()
     elif env.get("WARMSTART_IMAGE"):
         activate(env["WARMSTART_IMAGE"])
+    profile = env.pop("WARMSTART_PROFILE", None)
+    if profile:
+        # `warmstart profile`: time this process's imports (last, so that
+        # an image's get_code is timed too).
+        from . import profile_hook
+        profile_hook.install(profile)
