@@ -422,7 +422,10 @@ if pid == 0:
     os.tcsetpgrp(0, os.getpid())
     signal.signal(signal.SIGTTOU, signal.SIG_DFL)
     os.execv(sys.argv[1], sys.argv[1:])
-os.setpgid(pid, pid)
+try:
+    os.setpgid(pid, pid)        # as a shell does; the child may be first
+except OSError:
+    pass
 while True:
     _, status = os.waitpid(pid, os.WUNTRACED)
     if os.WIFSTOPPED(status):
@@ -656,3 +659,64 @@ def test_circular_imports_and_aliases_are_preloaded_in_context(env, project):
     assert p.stdout.split() == ["1", "vendored", str(server)]
     log = open(explain([str(prog)], env, str(project))["server"] + ".log").read()
     assert "not preloaded" not in log
+
+
+INTERACTIVE = r"""
+import os, sys
+what = sys.argv[1]
+if what == "pdb":
+    x = 41
+    import pdb; pdb.set_trace()
+    print("after", x)
+elif what == "pager":
+    import pydoc
+    pydoc.pager("\n".join("line %d" % i for i in range(200)))
+    print("pager done")
+elif what == "curses":
+    import curses
+    def main(scr):
+        scr.addstr(0, 0, "curses ok")
+        scr.refresh()
+        return scr.getkey()
+    print("key", curses.wrapper(main))
+print("parent", os.getppid())
+"""
+
+
+def _read_for(fd, seconds):
+    import select
+    buf, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_pdb_pager_and_curses_on_a_terminal(env, project):
+    prog = project / "inter.py"
+    prog.write_text(INTERACTIVE)
+    env = dict(env, TERM="xterm")
+    launch([str(prog), "quick"], env, str(project))
+    server = _wait_server([str(prog), "quick"], env, project)
+    for what, keys, expect in [
+            ("pdb", [b"p x\n", b"c\n"], [b"(Pdb) p x\r\n41", b"after 41"]),
+            ("pager", [b" ", b"q"], [b"line 30", b"pager done"]),
+            ("curses", [b"z"], [b"curses ok", b"key z"])]:
+        def drive(fd, pid):
+            out = _read_for(fd, 1.5)
+            for k in keys:
+                os.write(fd, k)
+                out += _read_for(fd, 0.8)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status), out
+        rc, out = _pty_run([str(prog), what], env, str(project), drive)
+        assert rc == 0, (what, out)
+        for e in expect:
+            assert e in out, (what, out)
+        assert f"parent {server}".encode() in out, (what, out)
