@@ -535,7 +535,7 @@ def test_many_clients_no_leaks(env, project):
     assert len(os.listdir(f"/proc/{server}/fd")) == fds_before
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server)],
                               capture_output=True, text=True).stdout.split()
-    assert children == []
+    assert len(children) <= 1       # the spare, waiting for the next launch
 
 
 def test_fallbacks(env, project, tmp_path):

@@ -110,6 +110,7 @@ class Server:
         self.selector = None
         self.wakeup = None
         self.workers = {}           # pid -> connection to its client
+        self.spare = None           # (pid, channel) of a pre-forked worker
         self.retiring = False
         self.stopping = False
         self.old_streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
@@ -225,6 +226,7 @@ class Server:
         while True:
             if self.stopping or (self.retiring and not self.workers):
                 break
+            self.make_spare()
             for key, _ in self.selector.select(timeout=min(5, self.idle)):
                 what = key.data
                 if what == "accept":
@@ -305,16 +307,61 @@ class Server:
         if self.other_threads():
             worker.send(conn, b"NOPE", b"server has threads")
             return False
-        for stream in self.old_streams:
-            if stream is not None:
-                stream.flush()
-        pid = os.fork()
-        if pid == 0:
-            conn.settimeout(None)
-            worker.run(self, conn, req, fds)    # does not return
+        pid = self.hand_to_spare(conn, payload, fds)
+        if pid is None:
+            self.flush()
+            pid = os.fork()
+            if pid == 0:
+                conn.settimeout(None)
+                worker.run(self, conn, req, fds)    # does not return
         self.workers[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
         return True
+
+    # A spare: a worker forked ahead of time, waiting for a launch, so that
+    # fork and the child's first copy-on-write faults are not paid while a
+    # client waits.  The server makes the next one right after a launch.
+
+    def flush(self):
+        for stream in self.old_streams:
+            if stream is not None:
+                stream.flush()
+
+    def make_spare(self):
+        if self.spare is not None or self.retiring or self.other_threads():
+            return
+        parent_end, child_end = socket.socketpair()
+        self.flush()
+        pid = os.fork()
+        if pid == 0:
+            parent_end.close()
+            worker.wait_as_spare(self, child_end)   # does not return
+        child_end.close()
+        self.spare = (pid, parent_end)
+
+    def hand_to_spare(self, conn, payload, fds):
+        """Give a launch to the spare; its pid, or None without one."""
+        if self.spare is None:
+            return None
+        pid, chan = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(chan, [b"RUN " + struct.pack("=I", len(payload))],
+                            [conn.fileno(), *fds])
+            chan.sendall(payload)
+        except OSError:
+            _kill(pid)
+            return None
+        finally:
+            chan.close()
+        return pid
+
+    def drop_spare(self):
+        if self.spare is not None:
+            pid, chan = self.spare
+            self.spare = None
+            chan.close()
+            _kill(pid)
 
     def client_gone(self, pid):
         conn = self.workers.get(pid)
@@ -345,6 +392,9 @@ class Server:
                 return
             conn = self.workers.pop(pid, None)
             if conn is None:
+                if self.spare is not None and self.spare[0] == pid:
+                    self.spare[1].close()
+                    self.spare = None
                 continue
             if os.WIFSIGNALED(status):
                 how = (worker.SIGNALED, os.WTERMSIG(status))
@@ -363,12 +413,14 @@ class Server:
     def retire(self, unlink=True):
         """Serve no more launches; exit once the running ones have ended."""
         self.retiring = True
+        self.drop_spare()
         if unlink and _file_id(self.sock_path) == self.sock_id:
             _unlink(self.sock_path)
         self.selector.unregister(self.listener)
         self.listener.close()
 
     def shutdown(self):
+        self.drop_spare()
         if not self.retiring and _file_id(self.sock_path) == self.sock_id:
             _unlink(self.sock_path)
         try:
@@ -391,11 +443,21 @@ class Server:
         for conn in self.workers.values():
             conn.close()
         self.workers.clear()
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
 
 
-def _receive(conn):
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _receive(conn, maxfds=3):
     """One message: (tag, payload, fds)."""
-    header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+    header, fds, _, _ = socket.recv_fds(conn, 8, maxfds)
     while len(header) < 8:
         more = conn.recv(8 - len(header))
         if not more:

@@ -11,6 +11,7 @@ import io
 import os
 import resource
 import signal
+import socket
 import struct
 import sys
 import types
@@ -27,11 +28,31 @@ def send(conn, tag, payload=b""):
     conn.sendall(tag + struct.pack("=I", len(payload)) + payload)
 
 
-def run(server, conn, request, fds):
+def wait_as_spare(server, chan):
+    """In a spare worker: leave the server behind, then wait for a launch
+    (the client's connection, its fds 0-2 and the request) on chan; exit
+    if the server goes away instead.  Never returns."""
+    try:
+        _leave_server(server)
+        from .server import Request, _receive
+        tag, payload, fds = _receive(chan, maxfds=4)
+        chan.close()
+        if tag != b"RUN " or len(fds) != 4:
+            os._exit(0)
+        conn = socket.socket(fileno=fds[0])
+        request = Request(payload)
+    except BaseException:
+        os._exit(0)
+    run(server, conn, request, fds[1:], left=True)
+
+
+def run(server, conn, request, fds, left=False):
     """In the child, after fork; never returns."""
     status = (EXITED, 1)
     try:
         try:
+            if not left:
+                _leave_server(server)
             _take_over(server, request, fds)
         except Refuse as e:
             send(conn, b"NOPE", str(e).encode())
@@ -55,7 +76,9 @@ def run(server, conn, request, fds):
         os._exit(status[1] if status[0] == EXITED else 1)
 
 
-def _take_over(server, request, fds):
+def _leave_server(server):
+    """Own process group, none of the server's fds, the program's signal
+    handlers (as they were after the preload)."""
     os.setpgid(0, 0)
     server.close_in_child()
     for sig, handler in server.program_signals.items():
@@ -64,6 +87,9 @@ def _take_over(server, request, fds):
                 signal.signal(sig, handler)
         except (OSError, ValueError, TypeError):
             pass
+
+
+def _take_over(server, request, fds):
     for target, fd in enumerate(fds):
         if fd != target:
             os.dup2(fd, target)
@@ -75,13 +101,18 @@ def _take_over(server, request, fds):
     os.umask(request.umask)
     for res, soft, hard in request.limits:
         _apply_limit(res, soft, hard)
-    env = os.environb
-    env.clear()
-    env.update(request.env)
+    want = dict(request.env)
     for k, v in server.env_changes.items():
         if v is None:
-            env.pop(k, None)
+            want.pop(k, None)
         else:
+            want[k] = v
+    # Only what differs: putenv/unsetenv per variable is not free.
+    env = os.environb
+    for k in [k for k in env if k not in want]:
+        del env[k]
+    for k, v in want.items():
+        if env.get(k) != v:
             env[k] = v
     cmd = request.command
     sys.orig_argv = [os.fsdecode(a) for a in cmd.argv]
