@@ -145,7 +145,7 @@ def test_client_under_asan(asan_build, tmp_path):
             p = launch(*args)
             assert (p.returncode, p.stdout) == (code, out), p.stderr
             assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr
-        (tmp_path / "helper.py").write_text("V = 2\n")
+        (tmp_path / "helper.py").write_text("V = 2  # edited\n")
         p = launch("d")                 # stale: NOPE, then direct
         assert (p.returncode, p.stdout) == (3, "['d'] 2\n"), p.stderr
         p = launch("e", pre=("--explain",))
