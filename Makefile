@@ -8,8 +8,12 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHONS ?= 3.11.7 3.12.1 3.13.0
 VENVS := $(foreach v,$(PYTHONS),.venv/$(v))
 PYTEST_ARGS ?=
+comma := ,
 
-.PHONY: demo test clean $(VENVS)
+BENCH_VENVS := $(foreach v,$(PYTHONS),.venv/bench-$(v))
+BENCH_REQS ?= bench/requirements.txt
+
+.PHONY: demo test bench bench-quick clean $(VENVS) $(BENCH_VENVS)
 
 # (Re)install the package into one venv per interpreter.
 $(VENVS): .venv/%:
@@ -18,6 +22,22 @@ $(VENVS): .venv/%:
 	@test -x $@/bin/python || $(PYENV_ROOT)/versions/$*/bin/python -m venv $@
 	$@/bin/python -m pip install -q ".[test]"
 	WARMSTART_CFLAGS=-Werror $@/bin/python -m pip install -q --no-deps --force-reinstall .
+
+# Benchmark venvs: pinned workloads, warmstart, and code-data-share where
+# it builds (it supports up to 3.12).
+$(BENCH_VENVS): .venv/bench-%:
+	@test -x $@/bin/python || $(PYENV_ROOT)/versions/$*/bin/python -m venv $@
+	$@/bin/python -m pip install -q -r $(BENCH_REQS)
+	$@/bin/python -m pip install -q --no-deps --force-reinstall .
+	-$@/bin/python -m pip install -q code-data-share 2>/dev/null
+
+# The start-up benchmark suite (bench/suite.py): results in bench/results/.
+bench: $(BENCH_VENVS)
+	.venv/bench-$(firstword $(PYTHONS))/bin/python bench/suite.py --pythons $(subst $(eval) ,$(comma),$(PYTHONS))
+
+bench-quick:
+	$(MAKE) BENCH_REQS=bench/requirements-quick.txt $(BENCH_VENVS)
+	.venv/bench-$(firstword $(PYTHONS))/bin/python bench/suite.py --quick --pythons $(subst $(eval) ,$(comma),$(PYTHONS))
 
 demo: $(VENVS)
 	@for v in $(PYTHONS); do \
