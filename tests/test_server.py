@@ -1,5 +1,6 @@
 """Tier 3: launches through a warm server behave like direct runs."""
 import json
+import re
 import os
 import pty
 import signal
@@ -731,3 +732,48 @@ def test_pdb_pager_and_curses_on_a_terminal(env, project):
         for e in expect:
             assert e in out, (what, out)
         assert f"parent {server}".encode() in out, (what, out)
+
+
+def test_clients_starting_the_server_at_once(env, project):
+    # Eight first launches together: all run, one server starts.
+    args = ["uses_helper.py"]
+    procs = [subprocess.Popen([CLIENT, "--", PY, *args], cwd=str(project),
+                              env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    assert [p.communicate(timeout=60)[0].split()[0] for p in procs] == ["1"] * 8
+    server = _wait_server(args, env, project)
+    time.sleep(1.0)
+    running = [pid for pid in os.listdir("/proc") if pid.isdigit()
+               and _cmdline_has(pid, env["WARMSTART_SERVER_DIR"])
+               and _cmdline_has(pid, "warmstart.server")]
+    assert running == [str(server)] or sorted(running) == sorted(
+        [str(server)] + [str(c) for c in _children(server)])
+    assert launch(args, env, str(project)).stdout.split() == ["1", str(server)]
+
+
+def _cmdline_has(pid, text):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+def _children(pid):
+    from warmstart import server
+    return server.children(pid)
+
+
+def test_status_reports_private_memory(env, project):
+    args = ["uses_helper.py"]
+    server = warm(args, env, str(project))
+    launch(args, env, str(project))         # a spare child exists after it
+    time.sleep(0.3)
+    st = subprocess.run([PY, "-m", "warmstart", "server", "status"], env=env,
+                        capture_output=True, text=True).stdout
+    m = re.search(r"private memory: server ([\d.]+) MiB, each child "
+                  r"([\d.]+)-([\d.]+) MiB", st)
+    assert m, st
+    # After fork the server's pages are shared with its children: a
+    # child's own memory is what it has written since.
+    assert 0 < float(m.group(3)) < 50

@@ -196,6 +196,18 @@ def cmd_server(args):
                       f"up {age:.0f} s  Python {info['python']}  "
                       f"{info['modules']} modules")
                 print(f"    {' '.join(info['argv'])}  (in {info['cwd']})")
+                if state == "running":
+                    mem = server.private_memory(info["pid"])
+                    kids = [server.private_memory(c)
+                            for c in server.children(info["pid"])]
+                    kids = [k for k in kids if k is not None]
+                    line = (f"    private memory: server "
+                            f"{(mem or 0) / 2**20:.1f} MiB")
+                    if kids:
+                        line += (f", each child {min(kids) / 2**20:.1f}"
+                                 f"-{max(kids) / 2**20:.1f} MiB "
+                                 f"({len(kids)} now)")
+                    print(line)
             else:
                 print(f"{key}  {state}")
         return 0

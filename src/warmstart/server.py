@@ -208,8 +208,10 @@ class Server:
                 "cwd": os.fsdecode(self.command.cwd), "started": time.time(),
                 "modules": self.preloaded, "watched": len(self.watch),
                 "python": sys.version.split()[0]}
-        with open(self.base + ".json", "w") as f:
+        tmp = f"{self.base}.json.{os.getpid()}"
+        with open(tmp, "w") as f:
             json.dump(info, f)
+        os.rename(tmp, self.base + ".json")
 
     # -- 3. serving ---------------------------------------------------------
 
@@ -653,6 +655,29 @@ def servers(env=None):
         else:
             state = "dead"
         out.append((base, info, state))
+    return out
+
+
+def private_memory(pid):
+    """Private (unshared) memory of a process in bytes, or None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            kib = sum(int(line.split()[1]) for line in f
+                      if line.startswith(("Private_Clean:", "Private_Dirty:")))
+        return kib * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children(pid):
+    """Pids of a process's children (its spare and running launches)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
     return out
 
 
