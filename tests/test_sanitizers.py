@@ -123,7 +123,7 @@ def test_client_under_asan(asan_build, tmp_path):
     (tmp_path / "helper.py").write_text("V = 1\n")
     prog = tmp_path / "prog.py"
     prog.write_text("import os, signal, sys, helper, json\n"
-                    "print(sys.argv[1:], helper.V)\n"
+                    "print(sys.argv[1:], helper.V, flush=True)\n"
                     "if sys.argv[1:] == ['die']:"
                     " os.kill(os.getpid(), signal.SIGTERM)\n"
                     "sys.exit(3)\n")
