@@ -192,7 +192,23 @@ class Server:
             names = [f"{n - 1} native thread(s)"]
         return names
 
+    def already_served(self):
+        """Does a live server answer on our socket?  Then this one (started
+        by a client that raced it) has nothing to do."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.sock_path)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
     def listen(self):
+        if self.already_served():
+            log("another server already serves this command")
+            _unlink(self.base + ".lock")
+            sys.exit(0)
         tmp = f"{self.sock_path}.{os.getpid()}"
         _unlink(tmp)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -617,6 +633,9 @@ def log(msg):
 def main():
     base = sys.argv[1]
     server = Server(base)
+    if server.already_served():
+        _unlink(base + ".lock")
+        return
     try:
         with open(base + ".preload", "rb") as f:
             record = marshal.load(f)
