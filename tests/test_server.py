@@ -781,3 +781,17 @@ def test_status_reports_private_memory(env, project):
     # After fork the server's pages are shared with its children: a
     # child's own memory is what it has written since.
     assert 0 < float(m.group(3)) < 50
+
+
+def test_server_with_an_image_preloads_what_the_image_serves(env, project, tmp_path):
+    img = str(tmp_path / "app.img")
+    subprocess.run([PY, "-m", "warmstart", "build", "-o", img, "--", PY,
+                    "uses_helper.py"], cwd=str(project), env=env, check=True,
+                   capture_output=True)
+    e = dict(env, WARMSTART_IMAGE=img)
+    prog = ["-c", "import helper; print(helper.VALUE)"]
+    warm(prog, e, str(project))
+    base = explain(prog, e, str(project))["server"]
+    with open(base + ".preload", "rb") as f:
+        import marshal
+        assert "helper" in marshal.load(f)["modules"]

@@ -337,17 +337,20 @@ def boot():
         return                  # images serve the main interpreter only
     env = os.environ
     serve = env.pop("WARMSTART_SERVE", None)
-    if serve:
-        # warmstart-exec found no server for this command: this run
-        # records what it imports and starts one at exit (server.py).
-        from . import _boot
-        _boot.serve_at_exit(serve, env.pop("WARMSTART_PRELOAD", None))
+    preload = env.pop("WARMSTART_PRELOAD", None)
     if env.get("WARMSTART_STATS") or env.get("WARMSTART_RECORD") or (
             env.get("WARMSTART") == "auto" and not env.get("WARMSTART_IMAGE")):
         from . import _boot
         _boot.main()
     elif env.get("WARMSTART_IMAGE"):
         activate(env["WARMSTART_IMAGE"])
+    if serve:
+        # warmstart-exec found no server for this command: this run
+        # records what it imports and starts one at exit (server.py).
+        # After activation: the recorder goes first on sys.meta_path, so
+        # that it sees the imports an image serves too.
+        from . import _boot
+        _boot.serve_at_exit(serve, preload)
     profile = env.pop("WARMSTART_PROFILE", None)
     if profile:
         # `warmstart profile`: time this process's imports (last, so that
