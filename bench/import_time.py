@@ -161,7 +161,7 @@ def main():
     # The .pth line when no image is set, in-process: the installed one.
     import warmstart
     pth = os.path.join(os.path.dirname(os.path.dirname(warmstart.__file__)),
-                       "warmstart.pth")
+                       "00-warmstart.pth")
     with open(pth) as f:
         code = compile(f.read(), "warmstart.pth", "exec")
     env_saved = {k: os.environ.pop(k) for k in list(os.environ)

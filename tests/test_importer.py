@@ -16,7 +16,7 @@ import pytest
 import warmstart
 from warmstart import build
 
-PTH = os.path.join(sysconfig.get_paths()["purelib"], "warmstart.pth")
+PTH = os.path.join(sysconfig.get_paths()["purelib"], "00-warmstart.pth")
 needs_pth = pytest.mark.skipif(not os.path.exists(PTH),
                                reason="warmstart is not installed (no .pth)")
 
@@ -130,7 +130,8 @@ def test_spec_equals_path_finder(project, app_image):
     code = r"""
 import sys
 from importlib.machinery import PathFinder
-finder = sys.meta_path[0]
+# (Other .pth files may put their finders before it, e.g. setuptools'.)
+finder = next(f for f in sys.meta_path if type(f).__name__ == "ImageFinder")
 import importlib.metadata
 print(importlib.metadata.version("pip") != "")
 import importlib
@@ -165,7 +166,8 @@ def test_deleted_source(project, app_image):
 def test_warmstart_run(project, app_image):
     p = subprocess.run([sys.executable, "-m", "warmstart", "run",
                         str(app_image), "--", sys.executable, "-c",
-                        "import sys, app; print(type(sys.meta_path[0]).__name__,"
+                        "import sys, app; print([type(f).__name__ for f in "
+                        "sys.meta_path if type(f).__name__ == 'ImageFinder'][0],"
                         " app.VALUE)"],
                        cwd=project, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(project / "nsroot")))

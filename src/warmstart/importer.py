@@ -324,7 +324,7 @@ _booted = False
 
 
 def boot():
-    """Start-up hook: warmstart.pth calls this when WARMSTART_IMAGE,
+    """Start-up hook: 00-warmstart.pth calls this when WARMSTART_IMAGE,
     WARMSTART_RECORD, WARMSTART, WARMSTART_SERVE or WARMSTART_PROFILE is
     set (see _boot.py, server.py and profile_hook.py for the others).
     Only the first call acts: site may read the .pth twice (a venv's lib64

@@ -1,9 +1,9 @@
 """Child side of `warmstart profile` (tier 4): times every import of this
 process and writes the record at exit.
 
-Installed by the start-up hook when WARMSTART_PROFILE=<file> is set, as
-late in start-up as warmstart.pth runs (an image, if any, is already
-active).  It wraps, in importlib's frozen bootstrap:
+Installed by the start-up hook when WARMSTART_PROFILE=<file> is set,
+from 00-warmstart.pth, which site reads before the other .pth files (an
+image, if any, is already active).  It wraps, in importlib's frozen bootstrap:
 
   _find_and_load   one event per import: start, end, importer (the
                    import on top of the stack, or none: the program/site)
@@ -12,7 +12,8 @@ active).  It wraps, in importlib's frozen bootstrap:
                    the load phase (read + validate + unmarshal, from an
                    image, or dlopen + init for an extension)
 
-and site.addpackage, to time the .pth files processed after this one.
+and site.addpackage, to time the .pth files processed after this one
+(all the others in its site-packages, and those of later directories).
 Execution is what remains of an import: its own module body (self) and
 its nested imports.  Everything is perf_counter_ns (CLOCK_MONOTONIC), so
 the parent can place the events on its own clock.
