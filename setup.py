@@ -30,7 +30,8 @@ class build_ext_and_client(build_ext):
     def run(self):
         super().run()
         sources = [os.path.join("src", "client", f) for f in
-                   ("main.c", "command.c", "protocol.c", "procutil.c")]
+                   ("main.c", "command.c", "protocol.c", "procutil.c",
+                    "fields.c")]
         sources.append(os.path.join("src", "image", "checksum.c"))
         tmp = os.path.join(self.build_temp, "client")
         objects = self.compiler.compile(

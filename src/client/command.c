@@ -2,6 +2,7 @@
    Keep in step with src/warmstart/command.py (a test compares them). */
 #define _GNU_SOURCE
 #include "command.h"
+#include "fields.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -178,40 +179,10 @@ compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buffer;
-
-/* Append prefix and s, then a NUL. */
-static int
-put(buffer *b, const char *prefix, const char *s)
-{
-    size_t lp = strlen(prefix), ls = strlen(s), need = b->len + lp + ls + 1;
-
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-
-        while (cap < need)
-            cap *= 2;
-        p = realloc(b->data, cap);
-        if (p == NULL)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, prefix, lp);
-    memcpy(b->data + b->len + lp, s, ls);
-    b->data[b->len + lp + ls] = '\0';
-    b->len = need;
-    return 0;
-}
-
 char *
 ws_command_key_material(const ws_command *cmd, char **envp, size_t *len)
 {
-    buffer b = {NULL, 0, 0};
+    ws_fields b = {NULL, 0, 0};
     struct stat st;
     char id[96], uid[24], kind[2] = {cmd->kind, '\0'};
     char **vars = NULL;
@@ -226,17 +197,17 @@ ws_command_key_material(const ws_command *cmd, char **envp, size_t *len)
              (long long)st.st_mtim.tv_sec * 1000000000LL
              + st.st_mtim.tv_nsec);
     snprintf(uid, sizeof uid, "%lu", (unsigned long)getuid());
-    err |= put(&b, "warmstart-exec 1", "");
-    err |= put(&b, "uid=", uid);
-    err |= put(&b, "exe=", cmd->exe);
-    err |= put(&b, "exe-id=", id);
+    err |= ws_fields_put(&b, "warmstart-exec 1", "");
+    err |= ws_fields_put(&b, "uid=", uid);
+    err |= ws_fields_put(&b, "exe=", cmd->exe);
+    err |= ws_fields_put(&b, "exe-id=", id);
     for (i = 1; i <= cmd->prog; i++)
-        err |= put(&b, "arg=", cmd->argv[i]);
-    err |= put(&b, "kind=", kind);
+        err |= ws_fields_put(&b, "arg=", cmd->argv[i]);
+    err |= ws_fields_put(&b, "kind=", kind);
     if (cmd->kind == 's')
-        err |= put(&b, "script=", cmd->script);
+        err |= ws_fields_put(&b, "script=", cmd->script);
     else
-        err |= put(&b, "cwd=", cmd->cwd);
+        err |= ws_fields_put(&b, "cwd=", cmd->cwd);
     for (k = 0; envp[k]; k++)
         nvars += is_key_variable(envp[k]);
     vars = malloc((nvars + 1) * sizeof *vars);
@@ -248,7 +219,7 @@ ws_command_key_material(const ws_command *cmd, char **envp, size_t *len)
             vars[nvars++] = envp[k];
     qsort(vars, nvars, sizeof *vars, compare_strings);
     for (k = 0; k < nvars; k++)
-        err |= put(&b, "env=", vars[k]);
+        err |= ws_fields_put(&b, "env=", vars[k]);
     free(vars);
     if (err)
         goto fail;

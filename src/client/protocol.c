@@ -1,6 +1,7 @@
 /* Messages between warmstart-exec and a warm server; see protocol.h. */
 #define _GNU_SOURCE
 #include "protocol.h"
+#include "fields.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -149,37 +150,10 @@ ws_receive(int sock, ws_message *m)
     return 0;
 }
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buffer;
-
-static int
-field(buffer *b, const char *s)
-{
-    size_t n = strlen(s) + 1;
-
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 8192;
-        char *p;
-
-        while (cap < b->len + n)
-            cap *= 2;
-        p = realloc(b->data, cap);
-        if (p == NULL)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 char *
 ws_run_payload(char **argv, int argc, char **envp, size_t *len)
 {
-    buffer b = {NULL, 0, 0};
+    ws_fields b = {NULL, 0, 0};
     char num[64], cwd[4096];
     mode_t mask = umask(0);
     int i, err = 0, envc = 0;
@@ -187,22 +161,22 @@ ws_run_payload(char **argv, int argc, char **envp, size_t *len)
     umask(mask);
     if (getcwd(cwd, sizeof cwd) == NULL)
         return NULL;
-    err |= field(&b, WS_PROTOCOL_VERSION);
+    err |= ws_fields_put(&b, "", WS_PROTOCOL_VERSION);
     snprintf(num, sizeof num, "%o", (unsigned)mask);
-    err |= field(&b, num);
-    err |= field(&b, cwd);
+    err |= ws_fields_put(&b, "", num);
+    err |= ws_fields_put(&b, "", cwd);
     snprintf(num, sizeof num, "%d", argc);
-    err |= field(&b, num);
+    err |= ws_fields_put(&b, "", num);
     for (i = 0; i < argc; i++)
-        err |= field(&b, argv[i]);
+        err |= ws_fields_put(&b, "", argv[i]);
     while (envp[envc])
         envc++;
     snprintf(num, sizeof num, "%d", envc);
-    err |= field(&b, num);
+    err |= ws_fields_put(&b, "", num);
     for (i = 0; i < envc; i++)
-        err |= field(&b, envp[i]);
+        err |= ws_fields_put(&b, "", envp[i]);
     snprintf(num, sizeof num, "%d", (int)RLIM_NLIMITS);
-    err |= field(&b, num);
+    err |= ws_fields_put(&b, "", num);
     for (i = 0; i < (int)RLIM_NLIMITS; i++) {
         struct rlimit rl;
 
@@ -211,7 +185,7 @@ ws_run_payload(char **argv, int argc, char **envp, size_t *len)
         snprintf(num, sizeof num, "%d %llu %llu", i,
                  (unsigned long long)rl.rlim_cur,
                  (unsigned long long)rl.rlim_max);
-        err |= field(&b, num);
+        err |= ws_fields_put(&b, "", num);
     }
     if (err || b.len > WS_MAX_MESSAGE) {
         free(b.data);

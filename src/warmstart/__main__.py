@@ -124,12 +124,7 @@ def cmd_info(args):
 
 
 def cmd_run(args):
-    command = args.command
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        print("warmstart run: give a command after --", file=sys.stderr)
-        return 2
+    command = _command(args, "run")
     env = dict(os.environ, WARMSTART_IMAGE=os.path.abspath(args.image))
     exe = shutil.which(command[0]) or command[0]
     os.execve(exe, command, env)
@@ -271,7 +266,7 @@ def main(argv=None):
         return 0
     if args.cmd == "profile":
         from . import profiler
-        return profiler.main(args)
+        return profiler.main(args, _command(args, "profile"))
     return {"build": cmd_build, "info": cmd_info, "run": cmd_run,
             "exec": cmd_exec, "server": cmd_server,
             "shim": cmd_shim}[args.cmd](args)

@@ -269,15 +269,9 @@ def parse_duration(text):
         raise ValueError(f"not a duration: {text!r} (e.g. 150ms, 0.2s)")
 
 
-def main(args):
+def main(args, command):
     """warmstart profile: returns the exit status."""
     import json
-    command = args.command
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        print("warmstart profile: give a command after --", file=sys.stderr)
-        return 2
     budget = None
     if args.budget:
         try:

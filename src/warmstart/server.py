@@ -297,6 +297,8 @@ class Server:
             finally:
                 for fd in fds:
                     os.close(fd)
+        except EOFError:
+            pass
         except (OSError, ValueError, struct.error) as e:
             log(f"bad request: {e!r}")
         finally:
@@ -476,6 +478,8 @@ def _kill(pid):
 def _receive(conn, maxfds=3):
     """One message: (tag, payload, fds)."""
     header, fds, _, _ = socket.recv_fds(conn, 8, maxfds)
+    if not header:
+        raise EOFError          # a probe (already_served) or a dead client
     while len(header) < 8:
         more = conn.recv(8 - len(header))
         if not more:
