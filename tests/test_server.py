@@ -795,3 +795,32 @@ def test_server_with_an_image_preloads_what_the_image_serves(env, project, tmp_p
     with open(base + ".preload", "rb") as f:
         import marshal
         assert "helper" in marshal.load(f)["modules"]
+
+
+def test_numpy_global_generator_is_reseeded(env, project):
+    # NumPy does not reseed its global generator at fork (random does).
+    pytest.importorskip("numpy")
+    prog = project / "np.py"
+    prog.write_text("import numpy, os\nprint(numpy.random.random(), os.getppid())\n")
+    server = warm([str(prog)], env, str(project))
+    outs = [launch([str(prog)], env, str(project)).stdout.split()
+            for _ in range(3)]
+    assert all(o[1] == str(server) for o in outs)
+    assert len({o[0] for o in outs}) == 3
+
+
+def test_threads_that_survive_fork_are_refused(env, project):
+    # An OS thread that threading does not know about and that no
+    # pthread_atfork handler stops: refused, like Python threads.
+    (project / "rawthread.py").write_text(
+        "import _thread, time\n_thread.start_new_thread(time.sleep, (3600,))\n")
+    prog = project / "uses_raw.py"
+    prog.write_text("import rawthread\nprint('ok')\n")
+    assert launch([str(prog)], env, str(project)).stdout.strip() == "ok"
+    base = explain([str(prog)], env, str(project))["server"]
+    for _ in range(200):
+        if os.path.exists(base + ".refused"):
+            break
+        time.sleep(0.05)
+    assert "do not stop at fork" in open(base + ".refused").read()
+    assert launch([str(prog)], env, str(project)).stdout.strip() == "ok"

@@ -165,10 +165,7 @@ class Server:
             log(f"not preloaded: {name}: {why}")
         sys.modules["__main__"].__dict__.clear()
         sys.modules["__main__"].__dict__.update(self.main_template)
-        threads = self.other_threads()
-        if threads:
-            self.refuse("preloading started threads (" + ", ".join(threads)
-                        + "); a process with threads cannot be forked safely")
+        self.check_threads()
         self.program_signals = {}
         for sig in signal.valid_signals():
             try:
@@ -179,6 +176,29 @@ class Server:
         self.preloaded = len(sys.modules)
         gc.collect()
         gc.freeze()
+
+    def check_threads(self):
+        """Refuse to serve with threads that a fork would not carry: a
+        child has only the thread that forked.  Python threads always
+        count.  Native threads count unless their library stops them at
+        fork (pthread_atfork; OpenBLAS, loaded by NumPy, does): a trial
+        fork tells."""
+        python = [t.name for t in threading.enumerate()
+                  if t is not threading.main_thread()]
+        if python:
+            self.refuse("preloading started threads (" + ", ".join(python)
+                        + "); a process with threads cannot be forked safely")
+        if self.other_threads():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            left = self.other_threads()
+            if left:
+                self.refuse("preloading started threads (" + ", ".join(left)
+                            + ") that do not stop at fork; a process with "
+                            "threads cannot be forked safely")
+            log("native threads stopped at fork (pthread_atfork); serving")
 
     @staticmethod
     def other_threads():
