@@ -97,8 +97,8 @@ def markdown(results, configs):
             row = [py, wl]
             for c in configs:
                 s = data["configs"].get(c)
-                if s is None:
-                    row.append("—")
+                if s is None or "unavailable" in s:
+                    row.append("n/a")
                 elif "error" in s:
                     row.append("broken")
                 elif c == "stock" or "speedup" not in s:
@@ -121,6 +121,7 @@ def chart(results, configs, path):
     fig, axes = plt.subplots(len(pythons), 1, squeeze=False,
                              figsize=(12, 3.6 * len(pythons)))
     width = 0.8 / max(len(configs), 1)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, py in zip(axes[:, 0], pythons):
         wls = list(results["pythons"][py]["workloads"])
         for k, c in enumerate(configs):
@@ -130,7 +131,7 @@ def chart(results, configs, path):
                 if s and "median_ms" in s:
                     xs.append(i + (k - (len(configs) - 1) / 2) * width)
                     ys.append(s["median_ms"])
-            ax.bar(xs, ys, width, label=c)
+            ax.bar(xs, ys, width, label=c, color=colors[k % len(colors)])
         for i, wl in enumerate(wls):
             floor = results["pythons"][py]["workloads"][wl].get("floor_ms")
             if floor:
@@ -141,8 +142,12 @@ def chart(results, configs, path):
         ax.set_title(f"Python {py}  (dashed: the floor)")
         ax.set_xticks(range(len(wls)))
         ax.set_xticklabels(wls, rotation=15, fontsize=8)
-        ax.legend(fontsize=7, ncol=len(configs))
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=colors[k % len(colors)], label=c)
+                        for k, c in enumerate(configs)],
+               loc="upper center", ncol=len(configs), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.6 * len(pythons))))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

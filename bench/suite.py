@@ -104,7 +104,7 @@ def prepare(venv, name, args, expect, tmp):
         else:
             cells["code-data-share"] = "dump failed: " + p.stderr[-300:]
     else:
-        cells["code-data-share"] = "not installable for this Python"
+        cells["code-data-share"] = None     # not installable for this Python
     img = os.path.join(tmp, slug + ".img")
     p = subprocess.run([py, "-m", "warmstart", "build", "-o", img, "--"] + cmd,
                        env=env, capture_output=True, text=True)
@@ -242,9 +242,12 @@ def main():
                     for c in CONFIGS:
                         cell = cells.get(c)
                         if cell is None:
-                            continue
-                        data["configs"][c] = ({"error": cell} if isinstance(cell, str)
-                                              else harness.summary(cell, stock))
+                            data["configs"][c] = {"unavailable": "not installable "
+                                                  "for this Python"}
+                        elif isinstance(cell, str):
+                            data["configs"][c] = {"error": cell}
+                        else:
+                            data["configs"][c] = harness.summary(cell, stock)
                     per["workloads"][name] = data
                     line = "  ".join(
                         f"{c} {s['median_ms']:.1f}" if "median_ms" in s else f"{c} —"

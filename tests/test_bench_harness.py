@@ -83,10 +83,10 @@ def test_table_and_chart(tmp_path):
         "configs": {"stock": harness.summary(stock, stock),
                     "image": harness.summary(image, stock),
                     "server": harness.summary(broken, stock),
-                    "cds": {"error": "not installable"}}}}}}}
+                    "cds": {"unavailable": "not installable"}}}}}}}
     base = harness.write(results, configs, str(tmp_path), "r")
     md = open(base + ".md").read()
-    assert "| 3.12.1 | w1 | 100.0 ms | 50.0 ms (2.0x) | broken | broken | 20.0 ms |" in md
+    assert "| 3.12.1 | w1 | 100.0 ms | 50.0 ms (2.0x) | broken | n/a | 20.0 ms |" in md
     assert json.load(open(base + ".json")) == results
     png = open(base + ".png", "rb").read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
