@@ -264,7 +264,10 @@ class Server:
         while True:
             if self.stopping or (self.retiring and not self.workers):
                 break
-            self.make_spare()
+            try:
+                self.make_spare()
+            except OSError as e:        # fork refused (limits, memory)
+                log(f"no spare worker: {e}")
             for key, _ in self.selector.select(timeout=min(5, self.idle)):
                 what = key.data
                 if what == "accept":
