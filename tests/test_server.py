@@ -824,3 +824,24 @@ def test_threads_that_survive_fork_are_refused(env, project):
         time.sleep(0.05)
     assert "do not stop at fork" in open(base + ".refused").read()
     assert launch([str(prog)], env, str(project)).stdout.strip() == "ok"
+
+
+def test_shim_and_exec_commands(env, project, tmp_path):
+    shim = tmp_path / "bin" / "mytool"
+    shim.parent.mkdir()
+    p = subprocess.run([PY, "-m", "warmstart", "shim", "-o", str(shim), "--",
+                        PY, str(project / "uses_helper.py")], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert os.access(shim, os.X_OK)
+    first = subprocess.run([str(shim), "x"], env=env, capture_output=True,
+                           text=True, cwd=str(tmp_path))
+    assert first.stdout.split()[0] == "1"
+    server = _wait_server([str(project / "uses_helper.py")], env, project)
+    again = subprocess.run([str(shim), "x"], env=env, capture_output=True,
+                           text=True, cwd=str(tmp_path))
+    assert again.stdout.split() == ["1", str(server)]
+    viaexec = subprocess.run([PY, "-m", "warmstart", "exec", "--", PY,
+                              str(project / "uses_helper.py")], env=env,
+                             capture_output=True, text=True)
+    assert viaexec.stdout.split() == ["1", str(server)]
