@@ -326,7 +326,15 @@ def test_changed_module_retires_the_server(env, project):
     new = _wait_server(args, env, project)
     assert new != server
     assert launch(args, env, str(project)).stdout.split() == ["2", str(new)]
-    # A new module that would shadow a preloaded one also retires it.
+    # Files that no import can pick up do not retire it: a launch whose
+    # output the shell redirects into a new file in sys.path[0].
+    with open(project / "out.log", "w") as out:
+        subprocess.run([CLIENT, "--", PY, *args], cwd=str(project), env=env,
+                       stdout=out, check=True)
+    assert (project / "out.log").read_text().split() == ["2", str(new)]
+    (project / "notes.txt").write_text("x")
+    assert launch(args, env, str(project)).stdout.split() == ["2", str(new)]
+    # A new module that would shadow a preloaded one retires it.
     (project / "json.py").write_text("raise SystemExit('shadowed')\n")
     p = launch(["-c", "import json"], env, str(project))
     assert p.returncode == 1 and "shadowed" in p.stderr
@@ -845,3 +853,22 @@ def test_shim_and_exec_commands(env, project, tmp_path):
                               str(project / "uses_helper.py")], env=env,
                              capture_output=True, text=True)
     assert viaexec.stdout.split() == ["1", str(server)]
+
+
+SUITES = ["test_json", "test_enum", "test_random", "test_tempfile",
+          "test_uuid", "test_atexit", "test_getpass", "test_signal"]
+
+
+def test_cpython_suites_through_the_server(env, tmp_path):
+    # CPython's own tests, run by regrtest in forked workers of one server
+    # (the first run, of test_json, records and starts it).
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["-m", "test", "-q"]
+    server = warm(args + ["test_json"], env, str(work))
+    for suite in SUITES:
+        p = launch(args + [suite], env, str(work), timeout=300)
+        assert p.returncode == 0 and "SUCCESS" in p.stdout, (suite, p.stdout[-2000:])
+    log = open(explain(args + ["x"], env, str(work))["server"] + ".log").read()
+    assert "retiring" not in log, log
+    assert _alive(server)

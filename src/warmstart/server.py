@@ -581,18 +581,28 @@ class Watch:
     call that changes a file, so a change made before a launch is always
     seen by it.  Directories holding watched files are watched (that
     covers edits, replacements by rename, deletions and new shadowing
-    files); any event there other than bytecode caches retires the
-    server.  Without inotify, every path is stat-ed per launch."""
+    files); an event there that could change an import retires the
+    server (see _matters).  Without inotify, every path is stat-ed per
+    launch."""
 
     MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
     # IN_MODIFY ATTRIB CLOSE_WRITE MOVED_FROM MOVED_TO CREATE DELETE
     # DELETE_SELF MOVE_SELF
     IN_Q_OVERFLOW = 0x4000
+    IN_ISDIR = 0x40000000
 
     def __init__(self, paths):
+        import importlib.machinery as machinery
+        self.SUFFIXES = tuple(os.fsencode(s) for s in
+                              machinery.all_suffixes() + [".pth"])
         self.snapshot = _snapshot(paths)
         self.fd = None
         self.dirs = {}
+        self.names = {}             # directory -> names of watched files
+        for p in paths:
+            if not os.path.isdir(p):
+                self.names.setdefault(os.path.dirname(p), set()).add(
+                    os.fsencode(os.path.basename(p)))
         try:
             self._init_inotify(paths)
         except (OSError, AttributeError, ImportError) as e:
@@ -638,11 +648,27 @@ class Watch:
             i += 16 + n
             if mask & self.IN_Q_OVERFLOW:
                 return "too many changes to follow"
-            if name == b"__pycache__" or name.endswith(b".pyc"):
-                continue
             where = self.dirs.get(wd, "?")
-            return f"{os.path.join(where, os.fsdecode(name))} changed"
+            if self._matters(where, name, mask & self.IN_ISDIR):
+                return f"{os.path.join(where, os.fsdecode(name))} changed"
         return None
+
+    def _matters(self, where, name, isdir):
+        """Could this change in a watched directory change what the
+        preloaded state would be?  A watched file itself, anything an
+        import could pick up (a module file, a .pth file, a directory
+        that could be a package), the directory itself (empty name) --
+        not a log file written into the working directory, nor bytecode
+        caches.  A new directory is empty when created; the files that
+        make it a package come later, so its creation is what counts."""
+        if not name:
+            return True
+        if name == b"__pycache__":
+            return False
+        if isdir:
+            return os.fsdecode(name).isidentifier()
+        return (name in self.names.get(where, ())
+                or name.endswith(self.SUFFIXES))
 
     def __len__(self):
         return len(self.snapshot)
