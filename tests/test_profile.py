@@ -159,6 +159,9 @@ def test_budget_and_failing_program(workload):
     r = profile(cmd + ["fail"], "--json", str(tmp / "f.json"))
     direct = subprocess.run(cmd + ["fail"], capture_output=True, text=True)
     assert r.returncode == direct.returncode == 1
+    # The traceback is the direct run's (the hook's frames are dropped as
+    # importlib's own are), followed by the report.
+    assert r.stderr.startswith(direct.stderr)
     assert "RuntimeError: at import" in r.stderr
     m = by_name(json.loads((tmp / "f.json").read_text()))
     assert m["broken"]["kind"] == "failed" and m["broken"]["error"] == "RuntimeError"

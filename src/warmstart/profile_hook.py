@@ -86,13 +86,14 @@ def install(out):
         return create_module
 
     for cls in (bse.SourceFileLoader, bse.SourcelessFileLoader):
-        cls.get_code = timed_get_code(cls.get_code)
-    bse.ExtensionFileLoader.create_module = timed_create_module(
-        bse.ExtensionFileLoader.create_module)
+        cls.get_code = _importlib_frame(timed_get_code(cls.get_code))
+    bse.ExtensionFileLoader.create_module = _importlib_frame(
+        timed_create_module(bse.ExtensionFileLoader.create_module))
     for cls in (bs.BuiltinImporter, bs.FrozenImporter):
         orig = cls.__dict__.get("create_module")
         if isinstance(orig, staticmethod):
-            cls.create_module = staticmethod(timed_create_module(orig.__func__))
+            cls.create_module = staticmethod(_importlib_frame(
+                timed_create_module(orig.__func__)))
 
     site = sys.modules.get("site")
     if site is not None and hasattr(site, "addpackage"):
@@ -106,8 +107,8 @@ def install(out):
                 pth.append((os.path.join(sitedir, name), t, _now()))
         site.addpackage = _addpackage
 
-    bs._find_and_load = _find_and_load
-    bs._find_spec = _find_spec
+    bs._find_and_load = _importlib_frame(_find_and_load)
+    bs._find_spec = _importlib_frame(_find_spec)
 
     def write():
         import marshal
@@ -136,6 +137,16 @@ def install(out):
 
     # Registered first, so it runs last: it sees every import.
     atexit.register(write)
+
+
+def _importlib_frame(fn):
+    """fn, with its frames filed under importlib's bootstrap: the import
+    system drops those from the traceback of a failed import
+    (remove_importlib_frames in Python/import.c), so a profiled program's
+    tracebacks are the ones a direct run prints."""
+    fn.__code__ = fn.__code__.replace(
+        co_filename="<frozen importlib._bootstrap>")
+    return fn
 
 
 def _kind(module, served):
