@@ -1,6 +1,12 @@
 """Every source module of the standard library and site-packages: written
-into one image, loaded in a fresh process, compared with marshal."""
+into one image, loaded in a fresh process, compared with marshal; with
+each of the loader's ways of making mapped pages writable: page by page,
+whole chunks before their first write, and (the default) whole chunks
+once an eighth of them is patched, which copies objects already
+patched."""
 import json
+
+import pytest
 
 from conftest import run_python
 
@@ -8,9 +14,11 @@ CHILD = r"""
 import json, marshal, sys
 import codecompare, warmstart
 from warmstart import image
-path, listing = sys.argv[1:3]
+path, listing, threshold = sys.argv[1:4]
 mods = json.load(open(listing))
 img = warmstart.Image(path)
+if threshold != "default":
+    img.chunk_threshold = int(threshold)
 bad, checked = {}, 0
 for name, src, is_package in mods:
     if name not in img:
@@ -29,7 +37,8 @@ print(json.dumps({"checked": checked, "bad": bad, "stats": img.stats()}))
 """
 
 
-def test_every_module_matches_marshal(stdlib_image, tmp_path):
+@pytest.mark.parametrize("threshold", ["default", "0", "-1"])
+def test_every_module_matches_marshal(stdlib_image, tmp_path, threshold):
     path, mods, summary = stdlib_image
     # Only modules that do not compile may be missing (lib2to3 and test
     # data written in old syntax); the writer itself refuses none.
@@ -40,7 +49,13 @@ def test_every_module_matches_marshal(stdlib_image, tmp_path):
     assert summary["modules"] > 500
     listing = tmp_path / "mods.json"
     listing.write_text(json.dumps(mods))
-    out = json.loads(run_python(CHILD, path, str(listing)).stdout)
+    out = json.loads(run_python(CHILD, path, str(listing), threshold).stdout)
     assert out["checked"] == summary["modules"]
     assert out["bad"] == {}
     assert out["stats"]["modules"] == out["checked"]
+    # Every 2 MiB chunk holding objects is copied, or none is.
+    chunks = out["stats"]["chunks_private"]
+    if threshold == "-1":
+        assert chunks == 0
+    else:
+        assert chunks >= summary["size"] // (2 << 20) * 3 // 4

@@ -1,6 +1,7 @@
 """Materialising and running image code under valgrind's memcheck: no
 invalid reads or writes, no use of uninitialised memory, also when the
-image is mapped away from its preferred address.
+image is mapped away from its preferred address and its chunks are
+copied whole.
 
 Some interpreters report errors of their own under memcheck (3.11 reports
 uninitialised values in its evaluation loop, at start-up already).  So the
@@ -28,9 +29,11 @@ for n in img.modules():
     img.get_code(n)
 img2 = warmstart.Image(sys.argv[1])
 assert img2.header["relocated"]
+img2.chunk_threshold = 0        # chunks copied whole before any write
 m = types.ModuleType("j")
 exec(img2.get_code("json.decoder"), m.__dict__)
 assert m.JSONDecoder().decode('[1, 2, {"a": "b"}]') == [1, 2, {"a": "b"}]
+assert img2.stats()["chunks_private"] > 0
 t = types.ModuleType("t")
 exec(img.get_code("textwrap"), t.__dict__)
 assert t.fill("a " * 50, width=20).count("\n") == 4

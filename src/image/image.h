@@ -31,6 +31,13 @@ PyObject *ws_write_image(PyObject *path, PyObject *entries,
    counter, as the code object constructor would; 0 when it is exhausted. */
 uint32_t ws_take_code_versions(uint32_t n);
 
+/* The unit in which the loader makes mapped pages private before writing
+   (image_load.c): a transparent huge page on x86-64. */
+#define WS_CHUNK_SIZE ((uint64_t)2 << 20)
+/* Default threshold: patched bytes after which a chunk is made private in
+   one piece (see copy_chunk in image_load.c). */
+#define WS_CHUNK_THRESHOLD (WS_CHUNK_SIZE / 8)
+
 /* Load-time state of one module. */
 struct ws_module_state {
     PyObject *code;             /* the materialised code object, or NULL */
@@ -49,6 +56,7 @@ typedef struct {
     /* Time split, filled only when profiling is on.  ns_fixup includes
        ns_intern (the part spent interning strings). */
     unsigned long long ns_checksum, ns_fixup, ns_intern, ns_frozensets;
+    unsigned long long chunks_private;  /* chunks copied in one piece */
 } ws_stats;
 
 /* image_load.c: an open image. */
@@ -67,6 +75,12 @@ typedef struct {
     const uint64_t *atom_checks;    /* per WS_ATOM_BLOCK of atoms+atomidx */
     uint64_t atom_region_size;
     unsigned char *atom_block_ok;   /* bitmap: block checked */
+    /* Per WS_CHUNK_SIZE chunk of the file: bytes of objects patched so
+       far (counted up to the chunk size), and whether the chunk has been
+       made private in one piece.  See copy_chunk in image_load.c. */
+    uint32_t *chunk_written;
+    unsigned char *chunk_private;   /* bitmap */
+    int64_t chunk_threshold;    /* bytes; < 0: never */
     PyObject **atom_objs;       /* resolved atoms, by number */
     PyObject **const_objs;      /* runtime objects, by enum ws_const */
     struct ws_module_state *mstate;

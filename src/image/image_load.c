@@ -249,7 +249,11 @@ ws_image_open(ws_image *img, const char *path)
     size_t n_atoms = (size_t)h->n_atoms * sizeof(PyObject *);
     size_t n_consts = WS_CONST_END * sizeof(PyObject *);
     size_t n_blocks = (size_t)(blocks / 8 + 8) & ~(size_t)7;
-    img->side_size = n_mstate + n_atoms + n_consts + n_blocks;
+    size_t chunks = (size_t)(h->file_size / WS_CHUNK_SIZE + 1);
+    size_t n_written = chunks * sizeof(uint32_t);
+    size_t n_private = (chunks / 8 + 8) & ~(size_t)7;
+    img->side_size = n_mstate + n_atoms + n_consts + n_blocks + n_written
+                     + n_private;
     void *side = mmap(NULL, img->side_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (side == MAP_FAILED) {
@@ -264,6 +268,9 @@ ws_image_open(ws_image *img, const char *path)
     img->atom_objs = (PyObject **)((char *)side + n_mstate);
     img->const_objs = (PyObject **)((char *)side + n_mstate + n_atoms);
     img->atom_block_ok = (unsigned char *)side + n_mstate + n_atoms + n_consts;
+    img->chunk_written = (uint32_t *)(img->atom_block_ok + n_blocks);
+    img->chunk_private = (unsigned char *)img->chunk_written + n_written;
+    img->chunk_threshold = WS_CHUNK_THRESHOLD;
     return 0;
 
 fail:
@@ -418,6 +425,82 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
     return NULL;
 }
 
+/* Copy-on-write, page by page, or the whole chunk at once.
+ *
+ * Every page that holds an object is written when the object is
+ * materialised (ob_type at least), and the first write to a page of a
+ * MAP_PRIVATE file mapping costs a page fault that copies it: about 2 us
+ * per 4 KiB here, as much as all the other work of materialising.  A
+ * chunk (WS_CHUNK_SIZE bytes of the file, aligned) can instead be made
+ * private in one piece: copy it into fresh anonymous memory, which the
+ * kernel backs with one transparent huge page, and move that over the
+ * chunk with mremap.  That costs about as much as 100 page faults, so it
+ * pays only where much of the chunk is used: the loader counts the bytes
+ * patched in each chunk and copies the chunk once they reach
+ * chunk_threshold (0: before the first write; images recorded from a run
+ * are used densely).
+ *
+ * The copy is of the chunk's current contents, objects already patched
+ * included, and is made while holding the GIL, which every writer and
+ * reader of image objects holds; mremap replaces the pages under the
+ * process's memory map lock, so there is no moment at which the range is
+ * unmapped to anyone.  On failure the chunk simply stays as it was. */
+static void
+copy_chunk(ws_image *img, uint64_t c)
+{
+    uint64_t off = c * WS_CHUNK_SIZE;
+    uint64_t n = img->size - off < WS_CHUNK_SIZE ? img->size - off
+                                                 : WS_CHUNK_SIZE;
+    size_t len = (size_t)((n + WS_PAGE_SIZE - 1) & ~(uint64_t)(WS_PAGE_SIZE - 1));
+    size_t span = (size_t)WS_CHUNK_SIZE;
+    /* Room to place the copy on a chunk boundary, as huge pages need. */
+    unsigned char *raw = mmap(NULL, len + span, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        return;
+    }
+    unsigned char *copy = (unsigned char *)(((uintptr_t)raw + span - 1)
+                                            & ~(uintptr_t)(span - 1));
+    if (copy > raw) {
+        munmap(raw, (size_t)(copy - raw));
+    }
+    munmap(copy + len, (size_t)(raw + len + span - (copy + len)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(copy, len, MADV_HUGEPAGE);
+#endif
+    memcpy(copy, img->base + off, (size_t)n);
+    if (mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+               img->base + off) == MAP_FAILED) {
+        munmap(copy, len);
+        return;
+    }
+    img->stats.chunks_private++;
+}
+
+/* Account for `size` bytes at `p` about to be patched. */
+static void
+before_patch(ws_image *img, const unsigned char *p, uint64_t size)
+{
+    if (img->chunk_threshold < 0 || size == 0) {
+        return;
+    }
+    uint64_t lo = (uint64_t)(p - img->base), hi = lo + size;
+    for (uint64_t c = lo / WS_CHUNK_SIZE; c <= (hi - 1) / WS_CHUNK_SIZE; c++) {
+        unsigned char bit = (unsigned char)(1u << (c % 8));
+        if (img->chunk_private[c / 8] & bit) {
+            continue;
+        }
+        uint64_t a = c * WS_CHUNK_SIZE > lo ? c * WS_CHUNK_SIZE : lo;
+        uint64_t b = (c + 1) * WS_CHUNK_SIZE < hi ? (c + 1) * WS_CHUNK_SIZE : hi;
+        uint64_t w = img->chunk_written[c] + (b - a);
+        img->chunk_written[c] = (uint32_t)(w < WS_CHUNK_SIZE ? w : WS_CHUNK_SIZE);
+        if (w > (uint64_t)img->chunk_threshold) {
+            img->chunk_private[c / 8] |= bit;
+            copy_chunk(img, c);
+        }
+    }
+}
+
 /* Check block b of the atoms + atomidx region, once. */
 static int
 check_atom_block(ws_image *img, uint64_t b)
@@ -489,6 +572,7 @@ resolve_atom(ws_image *img, uint64_t i)
         bad_image(img, why);
         return NULL;
     }
+    before_patch(img, p, size);
     PyObject *op = (PyObject *)p;
     Py_SET_TYPE(op, type_of(tw >> WS_TAG_BITS));
     if (PyUnicode_CheckExact(op)) {
@@ -812,6 +896,7 @@ ws_image_get_code(ws_image *img, uint32_t i)
         .nwords = e->seg_size / 8,
         .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
     };
+    before_patch(img, (unsigned char *)s.words, e->seg_size);
     ws_checksum_state st;
     ws_checksum_init(&st);
     ws_checksum_update(&st, s.words, e->seg_size);

@@ -6,6 +6,8 @@
  *     .modules()                 names of all modules, in image order
  *     name in image              membership without materialising
  *     .stats()                   counters (and times, when profiling)
+ *     .chunk_threshold           bytes patched in a chunk after which it
+ *                                is made private in one piece (-1: never)
  *   write_image(path, entries, preferred_base)
  *   fingerprint()                this interpreter's fingerprint (dict)
  *   SUPPORTED                    False on builds whose layout is not known
@@ -168,13 +170,14 @@ Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
     }
     const ws_stats *s = &self->img.stats;
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "modules", s->modules, "code_objects", s->code_objects,
         "atoms", s->atoms, "interned", s->interned,
         "frozensets", s->frozensets, "words_patched", s->words_patched,
         "ns_checksum", s->ns_checksum,
         "ns_fixup", s->ns_fixup, "ns_intern", s->ns_intern,
-        "ns_frozensets", s->ns_frozensets);
+        "ns_frozensets", s->ns_frozensets,
+        "chunks_private", s->chunks_private);
 }
 
 static int
@@ -242,7 +245,39 @@ static PyMethodDef Image_methods[] = {
     {NULL}
 };
 
+static PyObject *
+Image_get_chunk_threshold(ImageObject *self, void *Py_UNUSED(c))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)self->img.chunk_threshold);
+}
+
+static int
+Image_set_chunk_threshold(ImageObject *self, PyObject *v, void *Py_UNUSED(c))
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete chunk_threshold");
+        return -1;
+    }
+    long long n = PyLong_AsLongLong(v);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->img.chunk_threshold = n < 0 ? -1 : (int64_t)n;
+    return 0;
+}
+
 static PyGetSetDef Image_getset[] = {
+    {"chunk_threshold", (getter)Image_get_chunk_threshold,
+     (setter)Image_set_chunk_threshold,
+     "bytes patched in a 2 MiB chunk of the image after which the chunk "
+     "is made private in one piece\n(0: before its first write; -1: "
+     "never, every page is copied on its first write)", NULL},
     {"path", (getter)Image_get_path, NULL, "image file", NULL},
     {"header", (getter)Image_get_header, NULL, "header fields (dict)", NULL},
     {NULL}
