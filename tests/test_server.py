@@ -58,9 +58,9 @@ def direct(args, env, cwd, **kw):
     return subprocess.run([PY, *args], env=env, cwd=cwd, text=True, **kw)
 
 
-def server_info(args, env, cwd):
+def server_info(args, env, cwd, py=PY):
     """The info file of the server for this command, or None."""
-    base = explain(args, env, cwd)["server"]
+    base = explain(args, env, cwd, py)["server"]
     try:
         with open(base + ".json") as f:
             return json.load(f)
@@ -68,8 +68,8 @@ def server_info(args, env, cwd):
         return None
 
 
-def explain(args, env, cwd):
-    out = subprocess.run([CLIENT, "--explain", "--", PY, *args], env=env,
+def explain(args, env, cwd, py=PY):
+    out = subprocess.run([CLIENT, "--explain", "--", py, *args], env=env,
                          cwd=cwd, capture_output=True, check=True).stdout
     lines = out.decode("utf-8", "surrogateescape").splitlines()
     return {"material": "\0".join(lines[:-1]) + "\0",
@@ -348,9 +348,9 @@ def _wait_gone(pid):
     return False
 
 
-def _wait_server(args, env, project):
+def _wait_server(args, env, project, py=PY):
     for _ in range(300):
-        info = server_info(args, env, str(project))
+        info = server_info(args, env, str(project), py)
         if info and _alive(info["pid"]):
             return info["pid"]
         time.sleep(0.05)
@@ -837,6 +837,9 @@ def test_threads_that_survive_fork_are_refused(env, project):
 def test_shim_and_exec_commands(env, project, tmp_path):
     shim = tmp_path / "bin" / "mytool"
     shim.parent.mkdir()
+    # The shim names the interpreter by its absolute, normalised path (the
+    # test may run as ../.venv/bin/python): that is the command's key.
+    py = os.path.abspath(PY)
     p = subprocess.run([PY, "-m", "warmstart", "shim", "-o", str(shim), "--",
                         PY, str(project / "uses_helper.py")], env=env,
                        capture_output=True, text=True)
@@ -845,11 +848,11 @@ def test_shim_and_exec_commands(env, project, tmp_path):
     first = subprocess.run([str(shim), "x"], env=env, capture_output=True,
                            text=True, cwd=str(tmp_path))
     assert first.stdout.split()[0] == "1"
-    server = _wait_server([str(project / "uses_helper.py")], env, project)
+    server = _wait_server([str(project / "uses_helper.py")], env, project, py)
     again = subprocess.run([str(shim), "x"], env=env, capture_output=True,
                            text=True, cwd=str(tmp_path))
     assert again.stdout.split() == ["1", str(server)]
-    viaexec = subprocess.run([PY, "-m", "warmstart", "exec", "--", PY,
+    viaexec = subprocess.run([PY, "-m", "warmstart", "exec", "--", py,
                               str(project / "uses_helper.py")], env=env,
                              capture_output=True, text=True)
     assert viaexec.stdout.split() == ["1", str(server)]
