@@ -255,6 +255,41 @@ def test_new_shadowing_file(project, app_image, tmp_path):
     assert out.stdout.strip() == "shadow"
 
 
+def searched(stderr):
+    m = re.search(r"warmstart: served \d+ modules from .* \((\d+) after a "
+                  r"full path search\)", stderr)
+    return int(m.group(1)) if m else None
+
+
+@needs_pth
+def test_changed_directory_on_the_path(tmp_path):
+    # sys.path[0] is the working directory; files come and go there.  The
+    # image still answers without a path search where the finder of that
+    # entry agrees nothing there shadows the module -- and not otherwise.
+    work = tmp_path / "work"
+    work.mkdir()
+    img = tmp_path / "cs.img"
+    code = ("import colorsys, json; print(getattr(colorsys, 'WHO', 'stdlib'),"
+            " json.__file__ == json.__spec__.origin)")
+    run(["-m", "warmstart", "build", "-o", str(img), "--", sys.executable,
+         "-c", code], work)
+    before = run(["-c", code], work, image=img)
+    assert before.stdout.split() == ["stdlib", "True"]
+    n, searches = served(before.stderr), searched(before.stderr)
+    assert n >= 3
+    (work / "notes.txt").write_text("unrelated\n")
+    (work / "json").mkdir()             # a namespace portion: passed over
+    after = run(["-c", code], work, image=img)
+    assert after.stdout == before.stdout
+    # One search at most: the one that creates the entry's finder.
+    assert served(after.stderr) == n
+    assert searched(after.stderr) <= searches + 1
+    (work / "colorsys.py").write_text("WHO = 'shadow'\n")
+    shadowed = run(["-c", code], work, image=img)
+    assert shadowed.stdout.split() == ["shadow", "True"]
+    assert served(shadowed.stderr) == n - 1
+
+
 @needs_pth
 def test_changed_sys_path_still_serves_same_files(project, app_image, tmp_path):
     other = tmp_path / "other"

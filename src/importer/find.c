@@ -7,13 +7,16 @@
  *   None            the image does not hold the module;
  *   a spec          the module is served from the image: the live search
  *                   path matches the build record up to the module's entry,
- *                   those directories are unchanged, the normal file
- *                   finder handles them, and the source is unchanged
- *                   (size and mtime);
+ *                   the normal file finder handles those entries, their
+ *                   directories are unchanged or their finders agree that
+ *                   the search ends at the image's file, and the source
+ *                   is unchanged (size and mtime);
  *   NotImplemented  anything else: the Python code decides.
  *
  * The conditions are those of ImageFinder._search_unchanged and _fresh,
- * in the same order; keep them in step.
+ * in the same order (keep them in step), but for changed directories:
+ * where Python resolves the module with a full path search, this asks
+ * only the finders of the changed entries (entry_agrees).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +41,7 @@ typedef struct {
     PyObject *dir_ok;           /* directory -> bool, this process */
     PyObject *path_hooks;       /* sys.path_hooks at activation (list) */
     PyObject *file_finder;      /* importlib.machinery.FileFinder */
+    PyObject *source_loader;    /* importlib.machinery.SourceFileLoader */
     PyObject *make_spec;        /* callable(fullname, origin, is_package) */
     PyObject *cwd;              /* working directory at build time (str) */
     int check_mtime;            /* 1: compare size and mtime; 0: none */
@@ -90,11 +94,66 @@ dir_unchanged(FindCoreObject *self, PyObject *entry)
     return same;
 }
 
-/* 1 if entries 0..k of `live` are the recorded ones, absolute, handled by
-   the file finder, with unchanged directories; 0 if not; -1 on error. */
+/* The directory of path entry `entry` (as sys.path_importer_cache names
+   it) has changed since the build (a file was added or removed there).  Ask the entry's own finder -- the
+   FileFinder the normal import uses, with its cache of the directory --
+   what it finds for `fullname`.  Before the module's own entry (origin
+   NULL) it must find nothing, or only a namespace portion, which
+   PathFinder passes over too; at the module's own entry it must find the
+   image's source file.  1 if so, 0 if not or if the entry has no finder
+   yet (the Python side creates it), -1 on error. */
+static int
+entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
+             PyObject *fullname, PyObject *origin)
+{
+    PyObject *finder = PyDict_GetItemWithError(cache, entry);
+    if (finder == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if ((PyObject *)Py_TYPE(finder) != self->file_finder) {
+        return 0;
+    }
+    Py_INCREF(finder);
+    PyObject *spec = PyObject_CallMethod(finder, "find_spec", "O", fullname);
+    Py_DECREF(finder);
+    if (spec == NULL) {
+        /* The normal import meets the same error: let it. */
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = 0;
+    if (spec == Py_None) {
+        ok = origin == NULL;
+    }
+    else {
+        PyObject *loader = PyObject_GetAttrString(spec, "loader");
+        PyObject *found = loader ? PyObject_GetAttrString(spec, "origin") : NULL;
+        if (found == NULL) {
+            PyErr_Clear();
+        }
+        else if (origin == NULL) {
+            ok = loader == Py_None;
+        }
+        else {
+            ok = (PyObject *)Py_TYPE(loader) == self->source_loader
+                 && PyUnicode_CheckExact(found)
+                 && PyUnicode_Compare(found, origin) == 0;
+        }
+        Py_XDECREF(loader);
+        Py_XDECREF(found);
+    }
+    Py_DECREF(spec);
+    return ok;
+}
+
+/* 1 if the normal path search for `fullname` would stop at entry k of
+   `live` and find `origin` there: entries 0..k are the recorded ones,
+   handled by the file finder, and their directories are unchanged since
+   the build -- or, where one has changed, its finder agrees
+   (entry_agrees); 0 if not; -1 on error. */
 static int
 search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
-                 Py_ssize_t k)
+                 Py_ssize_t k, PyObject *fullname, PyObject *origin)
 {
     if (!PyList_CheckExact(live) || !PyList_CheckExact(recorded)
         || PyList_GET_SIZE(live) <= k || PyList_GET_SIZE(recorded) <= k) {
@@ -127,9 +186,10 @@ search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
             return 0;
         }
         int ok;
+        PyObject *key;              /* the directory, as recorded */
         if (PyUnicode_GET_LENGTH(entry) > 0
             && PyUnicode_READ_CHAR(entry, 0) == '/') {
-            ok = dir_unchanged(self, entry);
+            key = Py_NewRef(entry);
         }
         else {
             /* Relative to the working directory, which must be the one
@@ -144,13 +204,20 @@ search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
                 return 0;
             }
             size_t n = strlen(cwd);
-            PyObject *key = PyUnicode_FromFormat(
+            key = PyUnicode_FromFormat(
                 "%s%s%U", cwd, n && cwd[n - 1] == '/' ? "" : "/", entry);
             if (key == NULL) {
                 return -1;
             }
-            ok = dir_unchanged(self, key);
-            Py_DECREF(key);
+        }
+        ok = dir_unchanged(self, key);
+        Py_DECREF(key);
+        if (ok == 0) {
+            /* PathFinder files the entry '' under the working directory,
+               which is the build's (checked above). */
+            ok = entry_agrees(self, cache,
+                              PyUnicode_GET_LENGTH(entry) ? entry : self->cwd,
+                              fullname, i == k ? origin : NULL);
         }
         if (ok <= 0) {
             return ok;
@@ -220,17 +287,18 @@ FindCore_find(FindCoreObject *self, PyObject *args)
     if (live == NULL) {
         return NOT_HANDLED;
     }
-    int same = search_unchanged(self, live, recorded, k);
-    if (same <= 0) {
-        return same < 0 ? NULL : NOT_HANDLED;
-    }
-    /* The source is the one the code was compiled from. */
     PyObject *origin = PyUnicode_DecodeUTF8(img->names + e->origin_off,
                                             (Py_ssize_t)e->origin_len,
                                             "surrogateescape");
     if (origin == NULL) {
         return NULL;
     }
+    int same = search_unchanged(self, live, recorded, k, fullname, origin);
+    if (same <= 0) {
+        Py_DECREF(origin);
+        return same < 0 ? NULL : NOT_HANDLED;
+    }
+    /* The source is the one the code was compiled from. */
     PyObject *origin_b = PyUnicode_EncodeFSDefault(origin);
     struct stat st;
     int fresh = origin_b != NULL
@@ -259,16 +327,16 @@ FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"image", "entry", "pkg_paths", "sys_path",
                              "dir_mtimes", "dir_ok", "path_hooks",
-                             "file_finder", "make_spec", "check_mtime",
-                             "cwd", NULL};
+                             "file_finder", "source_loader", "make_spec",
+                             "check_mtime", "cwd", NULL};
     PyObject *image, *entry, *pkg_paths, *sys_path, *dir_mtimes, *dir_ok,
-             *path_hooks, *file_finder, *make_spec, *cwd;
+             *path_hooks, *file_finder, *source_loader, *make_spec, *cwd;
     int check_mtime;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OO!O!O!O!O!O!OOpU:FindCore", kwlist, &image,
+            args, kwds, "OO!O!O!O!O!O!OOOpU:FindCore", kwlist, &image,
             &PyDict_Type, &entry, &PyDict_Type, &pkg_paths, &PyList_Type,
             &sys_path, &PyDict_Type, &dir_mtimes, &PyDict_Type, &dir_ok,
-            &PyList_Type, &path_hooks, &file_finder, &make_spec,
+            &PyList_Type, &path_hooks, &file_finder, &source_loader, &make_spec,
             &check_mtime, &cwd)) {
         return -1;
     }
@@ -284,6 +352,7 @@ FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->dir_ok, Py_NewRef(dir_ok));
     Py_XSETREF(self->path_hooks, Py_NewRef(path_hooks));
     Py_XSETREF(self->file_finder, Py_NewRef(file_finder));
+    Py_XSETREF(self->source_loader, Py_NewRef(source_loader));
     Py_XSETREF(self->make_spec, Py_NewRef(make_spec));
     Py_XSETREF(self->cwd, Py_NewRef(cwd));
     self->check_mtime = check_mtime;
@@ -301,6 +370,7 @@ FindCore_traverse(FindCoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->dir_ok);
     Py_VISIT(self->path_hooks);
     Py_VISIT(self->file_finder);
+    Py_VISIT(self->source_loader);
     Py_VISIT(self->make_spec);
     Py_VISIT(self->cwd);
     return 0;
@@ -317,6 +387,7 @@ FindCore_clear(FindCoreObject *self)
     Py_CLEAR(self->dir_ok);
     Py_CLEAR(self->path_hooks);
     Py_CLEAR(self->file_finder);
+    Py_CLEAR(self->source_loader);
     Py_CLEAR(self->make_spec);
     Py_CLEAR(self->cwd);
     return 0;

@@ -132,7 +132,8 @@ def _stats_at_exit(where):
         lines = []
         for f in importer._active:
             lines.append(f"warmstart: served {len(f.served)} modules from "
-                         f"{f.image.path}; {len(f.fallbacks)} imported normally")
+                         f"{f.image.path} ({len(f.searched)} after a full "
+                         f"path search); {len(f.fallbacks)} imported normally")
             for name, why in sorted(f.fallbacks.items()):
                 lines.append(f"warmstart:   {name}: {why}")
         if not importer._active:

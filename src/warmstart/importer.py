@@ -141,13 +141,14 @@ class ImageFinder:
         self._dir_ok = {}
         self._info = {}
         self.served = set()
+        self.searched = set()       # served after a full path search
         self.fallbacks = {}
         # The common case in C (src/importer/find.c); it answers
         # NotImplemented for everything it does not decide itself.
         self._fast = _image.FindCore(
             image, self.entry, self.pkg_paths, self.sys_path,
             self.dir_mtimes, self._dir_ok, self.path_hooks, FileFinder,
-            self._spec, check == "mtime", self.cwd).find
+            SourceFileLoader, self._spec, check == "mtime", self.cwd).find
 
     def __repr__(self):
         return f"<warmstart.ImageFinder {self.image.path!r}>"
@@ -179,6 +180,7 @@ class ImageFinder:
                 and type(spec.loader) is SourceFileLoader
                 and self._fresh(fullname, info)):
             spec.loader = image_loader(fullname, origin, self)
+            self.searched.add(fullname)
         return spec
 
     def invalidate_caches(self):
