@@ -74,6 +74,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         Py_DECREF(code);
     }
     ws_image_release(&img);
-    munmap(img.base, img.size);
+    munmap(img.base, img.map_size);
     return 0;
 }

@@ -62,7 +62,8 @@ typedef struct {
 /* image_load.c: an open image. */
 typedef struct {
     unsigned char *base;        /* where the file is mapped */
-    uint64_t size;
+    uint64_t size;              /* of the file */
+    uint64_t map_size;          /* of the mapping: whole chunks */
     int64_t delta;              /* base - preferred_base */
     struct ws_header hdr;       /* validated copy */
     const struct ws_module *modules;

@@ -215,8 +215,13 @@ ws_image_open(ws_image *img, const char *path)
     if (check_header(h, (uint64_t)st.st_size, path) < 0) {
         goto fail;
     }
-    /* A hint, not MAP_FIXED: an occupied range makes the kernel choose. */
-    map = mmap((void *)(uintptr_t)h->preferred_base, h->file_size,
+    /* A hint, not MAP_FIXED: an occupied range makes the kernel choose.
+       The mapping covers whole chunks, so that the last one too can be
+       made private as one huge page (copy_chunk); the part past the end
+       of the file is never read. */
+    uint64_t map_size = (h->file_size + WS_CHUNK_SIZE - 1)
+                        & ~(WS_CHUNK_SIZE - 1);
+    map = mmap((void *)(uintptr_t)h->preferred_base, map_size,
                PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
@@ -226,6 +231,7 @@ ws_image_open(ws_image *img, const char *path)
     fd = -1;
     img->base = map;
     img->size = h->file_size;
+    img->map_size = map_size;
     img->delta = (int64_t)((uintptr_t)map - h->preferred_base);
     img->modules = (const struct ws_module *)(img->base
                                               + h->sections[WS_SEC_MODULES].offset);
@@ -259,7 +265,7 @@ ws_image_open(ws_image *img, const char *path)
     if (side == MAP_FAILED) {
         PyErr_NoMemory();
         /* Nothing from the mapping has been handed out yet. */
-        munmap(map, h->file_size);
+        munmap(map, map_size);
         img->base = NULL;
         return -1;
     }
@@ -451,20 +457,20 @@ copy_chunk(ws_image *img, uint64_t c)
     uint64_t off = c * WS_CHUNK_SIZE;
     uint64_t n = img->size - off < WS_CHUNK_SIZE ? img->size - off
                                                  : WS_CHUNK_SIZE;
-    size_t len = (size_t)((n + WS_PAGE_SIZE - 1) & ~(uint64_t)(WS_PAGE_SIZE - 1));
-    size_t span = (size_t)WS_CHUNK_SIZE;
-    /* Room to place the copy on a chunk boundary, as huge pages need. */
-    unsigned char *raw = mmap(NULL, len + span, PROT_READ | PROT_WRITE,
+    size_t len = (size_t)WS_CHUNK_SIZE;
+    /* Twice the room, to place the copy on a chunk boundary as huge pages
+       need; the rest is given back. */
+    unsigned char *raw = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
         return;
     }
-    unsigned char *copy = (unsigned char *)(((uintptr_t)raw + span - 1)
-                                            & ~(uintptr_t)(span - 1));
+    unsigned char *copy = (unsigned char *)(((uintptr_t)raw + len - 1)
+                                            & ~(uintptr_t)(len - 1));
     if (copy > raw) {
         munmap(raw, (size_t)(copy - raw));
     }
-    munmap(copy + len, (size_t)(raw + len + span - (copy + len)));
+    munmap(copy + len, (size_t)(raw + len - copy));
 #ifdef MADV_HUGEPAGE
     (void)madvise(copy, len, MADV_HUGEPAGE);
 #endif

@@ -49,7 +49,8 @@ def _record_at_exit(out, claim=True):
             progress = build.progress_bar
         summary = build.write(out, found, sys_path=snapshot.sys_path or sys.path,
                               cwd=snapshot.cwd, pkg_paths=pkg_paths,
-                              optimize=sys.flags.optimize, progress=progress)
+                              optimize=sys.flags.optimize, progress=progress,
+                              from_run=True)
         report = os.environ.get("WARMSTART_REPORT")
         if report:
             import marshal

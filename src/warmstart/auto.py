@@ -161,7 +161,7 @@ def _write(job_file):
     from . import build
     summary = build.write(job["out"], job["modules"], sys_path=job["sys_path"],
                           cwd=job["cwd"], pkg_paths=job["pkg_paths"],
-                          optimize=job["optimize"])
+                          optimize=job["optimize"], from_run=True)
     tmp = "%s.skip.%d" % (job["out"], os.getpid())
     with open(tmp, "wb") as f:
         marshal.dump([name for name, _ in summary["skipped"]], f)

@@ -35,9 +35,11 @@ def _entry_index(name, origin, is_package, search, cwd):
     return -1
 
 
-def build_record(modules, sys_path, cwd, pkg_paths):
+def build_record(modules, sys_path, cwd, pkg_paths, from_run=False):
     """The record the finder checks.  *modules*: (name, origin, is_package);
-    *pkg_paths*: package name -> its __path__ (list of str)."""
+    *pkg_paths*: package name -> its __path__ (list of str); *from_run*:
+    the modules are those a run imported, so a run of the same program
+    uses most of the image."""
     sys_path = [p for p in sys_path if isinstance(p, str)]
     entry, dirs = {}, set()
     for name, origin, is_package in modules:
@@ -63,11 +65,12 @@ def build_record(modules, sys_path, cwd, pkg_paths):
         "entry": entry,
         "dir_mtimes": dir_mtimes,
         "python": sys.version,
+        "from_run": from_run,
     }
 
 
 def write(out, modules, sys_path=None, cwd=None, pkg_paths=None,
-          optimize=-1, progress=None):
+          optimize=-1, progress=None, from_run=False):
     """Compile *modules* ((name, origin, is_package)) into an importer
     image at *out*.  Returns the writer's summary."""
     modules = list(modules)
@@ -78,7 +81,7 @@ def write(out, modules, sys_path=None, cwd=None, pkg_paths=None,
     if pkg_paths is None:
         pkg_paths = {name: [os.path.dirname(origin)]
                      for name, origin, is_package in modules if is_package}
-    record = build_record(modules, sys_path, cwd, pkg_paths)
+    record = build_record(modules, sys_path, cwd, pkg_paths, from_run)
     # Images are written to a temporary file and renamed into place.
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     return image.build_image(out, modules, optimize=optimize,

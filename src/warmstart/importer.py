@@ -137,6 +137,11 @@ class ImageFinder:
         self.pkg_paths = record["pkg_paths"]
         self.entry = record["entry"]
         self.dir_mtimes = record["dir_mtimes"]
+        if record.get("from_run"):
+            # A run of the program uses most of an image recorded from
+            # one: make each 2 MiB chunk private in one piece before its
+            # first write rather than page by page (image_load.c).
+            image.chunk_threshold = 0
         self.path_hooks = list(sys.path_hooks)
         self._dir_ok = {}
         self._info = {}
