@@ -5,7 +5,13 @@ run alternately so that both see the same machine state:
 
   marshal   every module's .pyc body is already in memory; time
             marshal.loads() over all of them;
-  image     the image is opened; time get_code() over all modules.
+  image     the image is opened; time get_code() over all modules;
+  huge      the same, with chunks copied into huge pages before their
+            first write (WARMSTART_HUGEPAGES=1; image_load.c).
+
+The image sides are also run "cold", each after 10 s without work: where
+the machine is a VM that hands free memory back to its host, huge pages
+are then slow to get (--cold 0 leaves this out).
 
 Each side runs in a new process because an image materialises a module
 once per process.  Prints medians, the ratio, where the image's time goes,
@@ -45,9 +51,11 @@ if mode == "marshal":
     print(json.dumps({"ns": t1 - t0, "minflt": minflt() - f0}))
 else:
     from warmstart import _image
-    profile = mode == "profile"
+    profile = mode.startswith("profile")
     t0 = time.perf_counter_ns()
     img = _image.Image(image_path, profile=profile)
+    if mode.endswith("huge"):
+        img.chunk_threshold = 0
     t1 = time.perf_counter_ns()
     names = img.modules()
     keep = []
@@ -72,7 +80,8 @@ else:
 """
 
 
-def run_child(mode, image_path, blobs_path):
+def run_child(mode, image_path, blobs_path, pause=0):
+    time.sleep(pause)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, image_path, blobs_path],
         check=True, capture_output=True, text=True)
@@ -85,6 +94,8 @@ def main():
     ap.add_argument("--no-tests", action="store_true",
                     help="leave out the stdlib's test package")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--cold", type=int, default=2,
+                    help="cold runs of each image side (default 2)")
     args = ap.parse_args()
 
     mods = list(image.stdlib_modules(include_tests=not args.no_tests))
@@ -104,14 +115,23 @@ def main():
             marshal.dump(blobs, f)
         pyc_bytes = sum(len(b) + 16 for b in blobs)
 
-        m_runs, i_runs = [], []
+        m_runs, i_runs, h_runs = [], [], []
         for _ in range(args.repeat):
             m_runs.append(run_child("marshal", img_path, blobs_path))
             i_runs.append(run_child("image", img_path, blobs_path))
+            h_runs.append(run_child("huge", img_path, blobs_path))
         prof = run_child("profile", img_path, blobs_path)
+        prof_huge = run_child("profile-huge", img_path, blobs_path)
+        cold_i, cold_h = [], []
+        for _ in range(args.cold):
+            cold_i.append(run_child("image", img_path, blobs_path, 10))
+            cold_h.append(run_child("huge", img_path, blobs_path, 10))
 
     m_ms = statistics.median(r["ns"] for r in m_runs) / 1e6
     i_ms = statistics.median(r["ns"] for r in i_runs) / 1e6
+    h_ms = statistics.median(r["ns"] for r in h_runs) / 1e6
+    ci_ms = statistics.median(r["ns"] for r in cold_i) / 1e6 if cold_i else None
+    ch_ms = statistics.median(r["ns"] for r in cold_h) / 1e6 if cold_h else None
     open_us = statistics.median(r["open_ns"] for r in i_runs) / 1e3
     result = {
         "python": sys.version.split()[0],
@@ -122,6 +142,10 @@ def main():
         "marshal_ms": round(m_ms, 2),
         "image_ms": round(i_ms, 2),
         "speedup": round(m_ms / i_ms, 1),
+        "huge_ms": round(h_ms, 2),
+        "huge_speedup": round(m_ms / h_ms, 1),
+        "cold_image_ms": ci_ms and round(ci_ms, 2),
+        "cold_huge_ms": ch_ms and round(ch_ms, 2),
         "open_us": round(open_us, 1),
         "pyc_bytes": pyc_bytes,
         "image_bytes": summary["size"],
@@ -135,18 +159,30 @@ def main():
             statistics.median(r["minflt"] for r in i_runs)
             * prof["ns_per_fault"] / 1e6, 1),
         "atoms": prof["atoms"], "interned": prof["interned"],
+        "huge_profile_ms": {k[3:]: round(prof_huge[k] / 1e6, 2)
+                            for k in prof_huge if k.startswith("ns_")
+                            and k != "ns_per_fault"},
+        "huge_chunks": prof_huge["chunks_private"],
     }
     print(f"Python {result['python']}: {result['modules']} stdlib modules, "
           f"{result['code_objects']} code objects")
     print(f"  marshal.loads (pyc bytes in memory): {m_ms:8.2f} ms")
     print(f"  image get_code (lazy, all modules):  {i_ms:8.2f} ms"
           f"   -> {result['speedup']}x faster")
+    print(f"  the same into huge pages:            {h_ms:8.2f} ms"
+          f"   -> {result['huge_speedup']}x faster")
+    if ci_ms:
+        print(f"  cold (after 10 s idle): image {ci_ms:.2f} ms, huge pages "
+              f"{ch_ms:.2f} ms")
     print(f"  image open: {open_us:.1f} us")
     p = result["profile_ms"]
     print(f"  where the image time goes (profiled run): checksums "
           f"{p['checksum']} ms, fix-up {p['fixup']} ms (interning "
           f"{result['interned']} strings: {p['intern']} ms), frozensets "
-          f"{p['frozensets']} ms")
+          f"{p['frozensets']} ms; with huge pages: fix-up "
+          f"{result['huge_profile_ms']['fixup']} ms, copying "
+          f"{result['huge_chunks']} chunks "
+          f"{result['huge_profile_ms']['chunks']} ms")
     print(f"  page faults: image {result['minflt_image']:.0f}, marshal "
           f"{result['minflt_marshal']:.0f}; at {prof['ns_per_fault'] / 1e3:.1f} "
           f"us each, ~{result['fault_ms_estimate']} ms of the image time")

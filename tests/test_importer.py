@@ -291,6 +291,20 @@ def test_changed_directory_on_the_path(tmp_path):
 
 
 @needs_pth
+def test_huge_pages_opt_in(project, app_image):
+    # WARMSTART_HUGEPAGES=1: an image recorded from a run is materialised
+    # into whole copied chunks; the program behaves the same.
+    code = ("import app, app.circ_a, warmstart.importer as i; print(app.VALUE, "
+            "[f.image.stats()['chunks_private'] for f in i._active])")
+    plain = run(["-c", code], project, image=app_image)
+    huge = run(["-c", code], project, image=app_image,
+               extra_env={"WARMSTART_HUGEPAGES": "1"})
+    assert plain.stdout.split() == ["42", "[0]"]
+    assert huge.stdout.split()[0] == "42" and huge.stdout.split()[1] != "[0]"
+    assert served(huge.stderr) == served(plain.stderr) > 0
+
+
+@needs_pth
 def test_changed_sys_path_still_serves_same_files(project, app_image, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -1,7 +1,7 @@
 """Every source module of the standard library and site-packages: written
 into one image, loaded in a fresh process, compared with marshal; with
-each of the loader's ways of making mapped pages writable: page by page,
-whole chunks before their first write, and (the default) whole chunks
+each of the loader's ways of making mapped pages writable: page by page
+(the default), whole chunks before their first write, and whole chunks
 once an eighth of them is patched, which copies objects already
 patched."""
 import json
@@ -37,7 +37,7 @@ print(json.dumps({"checked": checked, "bad": bad, "stats": img.stats()}))
 """
 
 
-@pytest.mark.parametrize("threshold", ["default", "0", "-1"])
+@pytest.mark.parametrize("threshold", ["default", "0", "262144"])
 def test_every_module_matches_marshal(stdlib_image, tmp_path, threshold):
     path, mods, summary = stdlib_image
     # Only modules that do not compile may be missing (lib2to3 and test
@@ -55,7 +55,7 @@ def test_every_module_matches_marshal(stdlib_image, tmp_path, threshold):
     assert out["stats"]["modules"] == out["checked"]
     # Every 2 MiB chunk holding objects is copied, or none is.
     chunks = out["stats"]["chunks_private"]
-    if threshold == "-1":
+    if threshold == "default":
         assert chunks == 0
     else:
         assert chunks >= summary["size"] // (2 << 20) * 3 // 4

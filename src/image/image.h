@@ -31,12 +31,10 @@ PyObject *ws_write_image(PyObject *path, PyObject *entries,
    counter, as the code object constructor would; 0 when it is exhausted. */
 uint32_t ws_take_code_versions(uint32_t n);
 
-/* The unit in which the loader makes mapped pages private before writing
-   (image_load.c): a transparent huge page on x86-64. */
+/* The unit in which the loader can make mapped pages private before
+   writing (copy_chunk in image_load.c): a transparent huge page on
+   x86-64. */
 #define WS_CHUNK_SIZE ((uint64_t)2 << 20)
-/* Default threshold: patched bytes after which a chunk is made private in
-   one piece (see copy_chunk in image_load.c). */
-#define WS_CHUNK_THRESHOLD (WS_CHUNK_SIZE / 8)
 
 /* Load-time state of one module. */
 struct ws_module_state {
@@ -54,8 +52,10 @@ typedef struct {
     unsigned long long frozensets;
     unsigned long long words_patched;
     /* Time split, filled only when profiling is on.  ns_fixup includes
-       ns_intern (the part spent interning strings). */
-    unsigned long long ns_checksum, ns_fixup, ns_intern, ns_frozensets;
+       ns_intern (the part spent interning strings); ns_chunks is the time
+       spent making chunks private (copy_chunk). */
+    unsigned long long ns_checksum, ns_fixup, ns_intern, ns_frozensets,
+                       ns_chunks;
     unsigned long long chunks_private;  /* chunks copied in one piece */
 } ws_stats;
 

@@ -276,7 +276,7 @@ ws_image_open(ws_image *img, const char *path)
     img->atom_block_ok = (unsigned char *)side + n_mstate + n_atoms + n_consts;
     img->chunk_written = (uint32_t *)(img->atom_block_ok + n_blocks);
     img->chunk_private = (unsigned char *)img->chunk_written + n_written;
-    img->chunk_threshold = WS_CHUNK_THRESHOLD;
+    img->chunk_threshold = -1;          /* page by page unless asked */
     return 0;
 
 fail:
@@ -442,9 +442,15 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
  * kernel backs with one transparent huge page, and move that over the
  * chunk with mremap.  That costs about as much as 100 page faults, so it
  * pays only where much of the chunk is used: the loader counts the bytes
- * patched in each chunk and copies the chunk once they reach
- * chunk_threshold (0: before the first write; images recorded from a run
- * are used densely).
+ * patched in each chunk and copies the chunk once they pass
+ * chunk_threshold (0: before the first write; -1, the default: never).
+ *
+ * It is not the default because a huge page is only cheap where the
+ * kernel has one at hand: in a VM that hands free memory back to its
+ * host (virtio-balloon free page reporting, as on the machine this was
+ * measured on), a process started after a pause gets huge pages the host
+ * must first fault in again, and materialising costs twice the page-by-
+ * page time instead of 0.6 of it (bench/materialise.py measures both).
  *
  * The copy is of the chunk's current contents, objects already patched
  * included, and is made while holding the GIL, which every writer and
@@ -454,6 +460,7 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
 static void
 copy_chunk(ws_image *img, uint64_t c)
 {
+    unsigned long long t0 = img->profile ? now_ns() : 0;
     uint64_t off = c * WS_CHUNK_SIZE;
     uint64_t n = img->size - off < WS_CHUNK_SIZE ? img->size - off
                                                  : WS_CHUNK_SIZE;
@@ -481,6 +488,9 @@ copy_chunk(ws_image *img, uint64_t c)
         return;
     }
     img->stats.chunks_private++;
+    if (img->profile) {
+        img->stats.ns_chunks += now_ns() - t0;
+    }
 }
 
 /* Account for `size` bytes at `p` about to be patched. */
@@ -894,7 +904,6 @@ ws_image_get_code(ws_image *img, uint32_t i)
     }
     ms->busy = 1;
     int prof = img->profile;
-    unsigned long long t0 = prof ? now_ns() : 0, t1;
     segment s = {
         .img = img,
         .words = (uint64_t *)(img->heap + e->seg_off),
@@ -903,6 +912,8 @@ ws_image_get_code(ws_image *img, uint32_t i)
         .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
     };
     before_patch(img, (unsigned char *)s.words, e->seg_size);
+    /* Chunk copies made while resolving atoms are not fix-up time. */
+    unsigned long long t0 = prof ? now_ns() : 0, t1, copies;
     ws_checksum_state st;
     ws_checksum_init(&st);
     ws_checksum_update(&st, s.words, e->seg_size);
@@ -919,6 +930,7 @@ ws_image_get_code(ws_image *img, uint32_t i)
 #if WS_NEEDS_CODE_VERSION
     s.version = ws_take_code_versions(e->n_code);
 #endif
+    copies = img->stats.ns_chunks;
     if (fix_segment(&s, (e->root_off - e->seg_off) / 8) < 0) {
         goto fail;
     }
@@ -928,7 +940,7 @@ ws_image_get_code(ws_image *img, uint32_t i)
     }
     if (prof) {
         t1 = now_ns();
-        img->stats.ns_fixup += t1 - t0;
+        img->stats.ns_fixup += t1 - t0 - (img->stats.ns_chunks - copies);
         t0 = t1;
     }
     /* Pass 2: frozensets, in address order, so that sets nested in the

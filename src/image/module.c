@@ -170,14 +170,14 @@ Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
     }
     const ws_stats *s = &self->img.stats;
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "modules", s->modules, "code_objects", s->code_objects,
         "atoms", s->atoms, "interned", s->interned,
         "frozensets", s->frozensets, "words_patched", s->words_patched,
         "ns_checksum", s->ns_checksum,
         "ns_fixup", s->ns_fixup, "ns_intern", s->ns_intern,
         "ns_frozensets", s->ns_frozensets,
-        "chunks_private", s->chunks_private);
+        "chunks_private", s->chunks_private, "ns_chunks", s->ns_chunks);
 }
 
 static int
@@ -276,8 +276,9 @@ static PyGetSetDef Image_getset[] = {
     {"chunk_threshold", (getter)Image_get_chunk_threshold,
      (setter)Image_set_chunk_threshold,
      "bytes patched in a 2 MiB chunk of the image after which the chunk "
-     "is made private in one piece\n(0: before its first write; -1: "
-     "never, every page is copied on its first write)", NULL},
+     "is copied into a huge page in one piece\n(0: before its first "
+     "write; -1, the default: never, every page is copied on its first "
+     "write)", NULL},
     {"path", (getter)Image_get_path, NULL, "image file", NULL},
     {"header", (getter)Image_get_header, NULL, "header fields (dict)", NULL},
     {NULL}

@@ -6,6 +6,7 @@ used when one of these is set:
   WARMSTART=auto            zero-config: use and maintain a cached image for
                             this interpreter, sys.path and entry point
   WARMSTART_CHECK=mtime|hash|none   how sources are checked (default mtime)
+  WARMSTART_HUGEPAGES=1     materialise into huge pages (importer.py)
   WARMSTART_STATS=1         at exit, print on stderr what the image served
                             (=FILE: append it to FILE instead)
 

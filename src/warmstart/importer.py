@@ -137,11 +137,12 @@ class ImageFinder:
         self.pkg_paths = record["pkg_paths"]
         self.entry = record["entry"]
         self.dir_mtimes = record["dir_mtimes"]
-        if record.get("from_run"):
-            # A run of the program uses most of an image recorded from
-            # one: make each 2 MiB chunk private in one piece before its
-            # first write rather than page by page (image_load.c).
-            image.chunk_threshold = 0
+        if os.environ.get("WARMSTART_HUGEPAGES") == "1":
+            # Materialise into huge pages (copy_chunk in image_load.c):
+            # before the first write where the image was recorded from a
+            # run (a run uses most of it), else once a chunk is an eighth
+            # used.
+            image.chunk_threshold = 0 if record.get("from_run") else 1 << 18
         self.path_hooks = list(sys.path_hooks)
         self._dir_ok = {}
         self._info = {}
