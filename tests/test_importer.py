@@ -152,6 +152,40 @@ print("app.util", mine == ref and type(mine.loader) is type(ref.loader))
                        "importlib.resources True", "app.util True"], out
 
 
+CHECK_EXT = r"""
+import sys
+from importlib.machinery import PathFinder
+finder = next(f for f in sys.meta_path if type(f).__name__ == "ImageFinder")
+same = 0
+for name in finder.ext:
+    parent = name.rpartition(".")[0]
+    __import__(parent or "sys")
+    path = sys.modules[parent].__path__ if parent else None
+    mine, ref = finder._fast(name, path), PathFinder.find_spec(name, path)
+    same += (mine == ref and mine.cached == ref.cached
+             and mine.has_location == ref.has_location
+             and mine.submodule_search_locations is None)
+import binascii
+print(len(finder.ext), same, getattr(binascii, "X", "extension"))
+"""
+
+
+@needs_pth
+def test_extension_modules_located(project, app_image):
+    # The extension modules the recorded run imported are located without
+    # a search, with the spec the path finder gives -- while the search
+    # path is the recorded one (run -m, as the build was) and nothing
+    # shadows them.
+    (project / "check_ext.py").write_text(CHECK_EXT)
+    n, same, what = run(["-m", "check_ext"], project,
+                        image=app_image).stdout.split()
+    assert int(n) >= 3 and same == n and what == "extension"
+    (project / "binascii.py").write_text("X = 'shadow'\n")
+    n, same, what = run(["-m", "check_ext"], project,
+                        image=app_image).stdout.split()
+    assert int(same) == int(n) - 1 and what == "shadow"
+
+
 @needs_pth
 def test_deleted_source(project, app_image):
     (project / "app" / "util.py").unlink()

@@ -5,6 +5,8 @@
  * answers the common one fast.  FindCore.find(fullname, path) returns
  *
  *   None            the image does not hold the module;
+ *   a spec          an extension module the build saw imported, that the
+ *                   search would still find where it was (find_extension);
  *   a spec          the module is served from the image: the live search
  *                   path matches the build record up to the module's entry,
  *                   the normal file finder handles those entries, their
@@ -42,6 +44,9 @@ typedef struct {
     PyObject *path_hooks;       /* sys.path_hooks at activation (list) */
     PyObject *file_finder;      /* importlib.machinery.FileFinder */
     PyObject *source_loader;    /* importlib.machinery.SourceFileLoader */
+    PyObject *ext;              /* extension module -> (origin, entry) */
+    PyObject *ext_loader;       /* importlib.machinery.ExtensionFileLoader */
+    PyObject *make_ext_spec;    /* callable(fullname, origin) */
     PyObject *make_spec;        /* callable(fullname, origin, is_package) */
     PyObject *cwd;              /* working directory at build time (str) */
     int check_mtime;            /* 1: compare size and mtime; 0: none */
@@ -100,11 +105,12 @@ dir_unchanged(FindCoreObject *self, PyObject *entry)
    what it finds for `fullname`.  Before the module's own entry (origin
    NULL) it must find nothing, or only a namespace portion, which
    PathFinder passes over too; at the module's own entry it must find the
-   image's source file.  1 if so, 0 if not or if the entry has no finder
-   yet (the Python side creates it), -1 on error. */
+   image's file, with a loader of type `loader_type`.  1 if so, 0 if not
+   or if the entry has no finder yet (the Python side creates it), -1 on
+   error. */
 static int
 entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
-             PyObject *fullname, PyObject *origin)
+             PyObject *fullname, PyObject *origin, PyObject *loader_type)
 {
     PyObject *finder = PyDict_GetItemWithError(cache, entry);
     if (finder == NULL) {
@@ -135,7 +141,7 @@ entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
             ok = loader == Py_None;
         }
         else {
-            ok = (PyObject *)Py_TYPE(loader) == self->source_loader
+            ok = (PyObject *)Py_TYPE(loader) == loader_type
                  && PyUnicode_CheckExact(found)
                  && PyUnicode_Compare(found, origin) == 0;
         }
@@ -153,7 +159,8 @@ entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
    (entry_agrees); 0 if not; -1 on error. */
 static int
 search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
-                 Py_ssize_t k, PyObject *fullname, PyObject *origin)
+                 Py_ssize_t k, PyObject *fullname, PyObject *origin,
+                 PyObject *loader_type)
 {
     if (!PyList_CheckExact(live) || !PyList_CheckExact(recorded)
         || PyList_GET_SIZE(live) <= k || PyList_GET_SIZE(recorded) <= k) {
@@ -217,13 +224,76 @@ search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
                which is the build's (checked above). */
             ok = entry_agrees(self, cache,
                               PyUnicode_GET_LENGTH(entry) ? entry : self->cwd,
-                              fullname, i == k ? origin : NULL);
+                              fullname, i == k ? origin : NULL, loader_type);
         }
         if (ok <= 0) {
             return ok;
         }
     }
     return 1;
+}
+
+/* The recorded and the live search path for `name` (borrowed): sys.path
+   for a top-level module, the parent package's __path__ otherwise.  1 if
+   there are both, 0 if not, -1 on error. */
+static int
+search_paths(FindCoreObject *self, const char *name, PyObject *path,
+             PyObject **recorded, PyObject **live)
+{
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL) {
+        *recorded = self->sys_path;
+        *live = path == Py_None ? PySys_GetObject("path") : path;
+    }
+    else {
+        PyObject *parent = PyUnicode_FromStringAndSize(name, dot - name);
+        if (parent == NULL) {
+            return -1;
+        }
+        *recorded = PyDict_GetItemWithError(self->pkg_paths, parent);
+        Py_DECREF(parent);
+        if (*recorded == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        *live = path;
+    }
+    return *live != NULL;
+}
+
+/* An extension module the build saw imported: its spec if the search
+   would still find its file, where it was.  The file's contents do not
+   matter: the normal import would load whatever is at that path too. */
+static PyObject *
+find_extension(FindCoreObject *self, PyObject *fullname, PyObject *path,
+               PyObject *where)
+{
+    if (!PyTuple_CheckExact(where) || PyTuple_GET_SIZE(where) != 2
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(where, 0))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(where, 1))) {
+        return NOT_HANDLED;
+    }
+    PyObject *origin = PyTuple_GET_ITEM(where, 0);
+    Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 1));
+    if (k == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(fullname);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *recorded, *live;
+    int r = search_paths(self, name, path, &recorded, &live);
+    if (r <= 0) {
+        return r < 0 ? NULL : NOT_HANDLED;
+    }
+    Py_INCREF(origin);
+    r = k < 0 ? 0 : search_unchanged(self, live, recorded, k, fullname,
+                                     origin, self->ext_loader);
+    PyObject *spec = r > 0 ? PyObject_CallFunctionObjArgs(
+                                 self->make_ext_spec, fullname, origin, NULL)
+                           : r < 0 ? NULL : NOT_HANDLED;
+    Py_DECREF(origin);
+    return spec;
 }
 
 static PyObject *
@@ -235,6 +305,13 @@ FindCore_find(FindCoreObject *self, PyObject *args)
     }
     PyObject *kobj = PyDict_GetItemWithError(self->entry, fullname);
     if (kobj == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *where = PyDict_GetItemWithError(self->ext, fullname);
+        if (where != NULL) {
+            return find_extension(self, fullname, path, where);
+        }
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     }
     Py_ssize_t k = PyLong_AsSsize_t(kobj);
@@ -265,27 +342,10 @@ FindCore_find(FindCoreObject *self, PyObject *args)
         PyErr_Clear();
         return NOT_HANDLED;
     }
-    /* The search path. */
-    const char *dot = strrchr(name, '.');
     PyObject *recorded, *live;
-    if (dot == NULL) {
-        recorded = self->sys_path;
-        live = path == Py_None ? PySys_GetObject("path") : path;
-    }
-    else {
-        PyObject *parent = PyUnicode_FromStringAndSize(name, dot - name);
-        if (parent == NULL) {
-            return NULL;
-        }
-        recorded = PyDict_GetItemWithError(self->pkg_paths, parent);
-        Py_DECREF(parent);
-        if (recorded == NULL) {
-            return PyErr_Occurred() ? NULL : NOT_HANDLED;
-        }
-        live = path;
-    }
-    if (live == NULL) {
-        return NOT_HANDLED;
+    int r = search_paths(self, name, path, &recorded, &live);
+    if (r <= 0) {
+        return r < 0 ? NULL : NOT_HANDLED;
     }
     PyObject *origin = PyUnicode_DecodeUTF8(img->names + e->origin_off,
                                             (Py_ssize_t)e->origin_len,
@@ -293,7 +353,8 @@ FindCore_find(FindCoreObject *self, PyObject *args)
     if (origin == NULL) {
         return NULL;
     }
-    int same = search_unchanged(self, live, recorded, k, fullname, origin);
+    int same = search_unchanged(self, live, recorded, k, fullname, origin,
+                                self->source_loader);
     if (same <= 0) {
         Py_DECREF(origin);
         return same < 0 ? NULL : NOT_HANDLED;
@@ -328,16 +389,19 @@ FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"image", "entry", "pkg_paths", "sys_path",
                              "dir_mtimes", "dir_ok", "path_hooks",
                              "file_finder", "source_loader", "make_spec",
-                             "check_mtime", "cwd", NULL};
+                             "check_mtime", "cwd", "ext", "ext_loader",
+                             "make_ext_spec", NULL};
     PyObject *image, *entry, *pkg_paths, *sys_path, *dir_mtimes, *dir_ok,
-             *path_hooks, *file_finder, *source_loader, *make_spec, *cwd;
+             *path_hooks, *file_finder, *source_loader, *make_spec, *cwd,
+             *ext, *ext_loader, *make_ext_spec;
     int check_mtime;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OO!O!O!O!O!O!OOOpU:FindCore", kwlist, &image,
+            args, kwds, "OO!O!O!O!O!O!OOOpUO!OO:FindCore", kwlist, &image,
             &PyDict_Type, &entry, &PyDict_Type, &pkg_paths, &PyList_Type,
             &sys_path, &PyDict_Type, &dir_mtimes, &PyDict_Type, &dir_ok,
             &PyList_Type, &path_hooks, &file_finder, &source_loader, &make_spec,
-            &check_mtime, &cwd)) {
+            &check_mtime, &cwd, &PyDict_Type, &ext, &ext_loader,
+            &make_ext_spec)) {
         return -1;
     }
     if (ws_image_of(image) == NULL) {
@@ -355,6 +419,9 @@ FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->source_loader, Py_NewRef(source_loader));
     Py_XSETREF(self->make_spec, Py_NewRef(make_spec));
     Py_XSETREF(self->cwd, Py_NewRef(cwd));
+    Py_XSETREF(self->ext, Py_NewRef(ext));
+    Py_XSETREF(self->ext_loader, Py_NewRef(ext_loader));
+    Py_XSETREF(self->make_ext_spec, Py_NewRef(make_ext_spec));
     self->check_mtime = check_mtime;
     return 0;
 }
@@ -373,6 +440,9 @@ FindCore_traverse(FindCoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->source_loader);
     Py_VISIT(self->make_spec);
     Py_VISIT(self->cwd);
+    Py_VISIT(self->ext);
+    Py_VISIT(self->ext_loader);
+    Py_VISIT(self->make_ext_spec);
     return 0;
 }
 
@@ -390,6 +460,9 @@ FindCore_clear(FindCoreObject *self)
     Py_CLEAR(self->source_loader);
     Py_CLEAR(self->make_spec);
     Py_CLEAR(self->cwd);
+    Py_CLEAR(self->ext);
+    Py_CLEAR(self->ext_loader);
+    Py_CLEAR(self->make_ext_spec);
     return 0;
 }
 

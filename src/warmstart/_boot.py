@@ -51,7 +51,8 @@ def _record_at_exit(out, claim=True):
         summary = build.write(out, found, sys_path=snapshot.sys_path or sys.path,
                               cwd=snapshot.cwd, pkg_paths=pkg_paths,
                               optimize=sys.flags.optimize, progress=progress,
-                              from_run=True)
+                              from_run=True,
+                              extensions=build.extensions_from_run(sys.modules))
         report = os.environ.get("WARMSTART_REPORT")
         if report:
             import marshal

@@ -135,6 +135,7 @@ def _at_exit(path, finder, snapshot):
     sys_path = snapshot.sys_path if snapshot.sys_path is not None else sys.path
     cwd = snapshot.cwd or os.getcwd()
     job = {"out": path, "modules": found, "pkg_paths": pkg_paths,
+           "extensions": build.extensions_from_run(sys.modules),
            "sys_path": [p for p in sys_path if isinstance(p, str)],
            "cwd": cwd, "optimize": sys.flags.optimize}
     try:
@@ -161,7 +162,8 @@ def _write(job_file):
     from . import build
     summary = build.write(job["out"], job["modules"], sys_path=job["sys_path"],
                           cwd=job["cwd"], pkg_paths=job["pkg_paths"],
-                          optimize=job["optimize"], from_run=True)
+                          optimize=job["optimize"], from_run=True,
+                          extensions=job.get("extensions", ()))
     tmp = "%s.skip.%d" % (job["out"], os.getpid())
     with open(tmp, "wb") as f:
         marshal.dump([name for name, _ in summary["skipped"]], f)

@@ -6,6 +6,8 @@ meta section, marshalled): sys.path and the working directory at build
 time, each package's __path__, the search-path entry each module was
 found in, and the modification time of every directory searched.  The
 finder (importer.py) trusts its index only while all of that still holds.
+Extension modules a run imported are in the record too (their file and
+entry, no code), so that the finder can locate them without a search.
 """
 import marshal
 import os
@@ -20,8 +22,12 @@ def _entry_index(name, origin, is_package, search, cwd):
     at *origin*; -1 if it finds something else (or nothing)."""
     from importlib.machinery import PathFinder
     last = name.rpartition(".")[2]
+    # A package's __init__.py, or a module file: name.py, or an extension
+    # module's name.<suffix> (whichever the path finder found).
     want = (os.path.join(last, "__init__.py") if is_package
-            else last + ".py")
+            else os.path.basename(origin))
+    if not is_package and not want.startswith(last + "."):
+        return -1
     try:
         spec = PathFinder.find_spec(name, search)
     except (ImportError, ValueError):
@@ -35,22 +41,33 @@ def _entry_index(name, origin, is_package, search, cwd):
     return -1
 
 
-def build_record(modules, sys_path, cwd, pkg_paths, from_run=False):
+def build_record(modules, sys_path, cwd, pkg_paths, from_run=False,
+                 extensions=()):
     """The record the finder checks.  *modules*: (name, origin, is_package);
     *pkg_paths*: package name -> its __path__ (list of str); *from_run*:
     the modules are those a run imported, so a run of the same program
-    uses most of the image."""
+    uses most of the image; *extensions*: (name, origin) of extension
+    modules to locate without a search."""
     sys_path = [p for p in sys_path if isinstance(p, str)]
-    entry, dirs = {}, set()
-    for name, origin, is_package in modules:
+    entry, ext, dirs = {}, {}, set()
+
+    def locate(name, origin, is_package):
         parent = name.rpartition(".")[0]
         search = pkg_paths.get(parent) if parent else sys_path
         k = -1 if search is None else _entry_index(name, origin, is_package,
                                                     search, cwd)
-        entry[name] = k
         if k >= 0:
             for e in search[:k + 1]:
                 dirs.add(e if os.path.isabs(e) else os.path.join(cwd, e))
+        return k
+
+    for name, origin, is_package in modules:
+        entry[name] = locate(name, origin, is_package)
+    for name, origin in extensions:
+        if name not in entry:
+            k = locate(name, origin, False)
+            if k >= 0:
+                ext[name] = (origin, k)
     dir_mtimes = {}
     for d in dirs:
         try:
@@ -63,6 +80,7 @@ def build_record(modules, sys_path, cwd, pkg_paths, from_run=False):
         "cwd": cwd,
         "pkg_paths": pkg_paths,
         "entry": entry,
+        "ext": ext,
         "dir_mtimes": dir_mtimes,
         "python": sys.version,
         "from_run": from_run,
@@ -70,7 +88,7 @@ def build_record(modules, sys_path, cwd, pkg_paths, from_run=False):
 
 
 def write(out, modules, sys_path=None, cwd=None, pkg_paths=None,
-          optimize=-1, progress=None, from_run=False):
+          optimize=-1, progress=None, from_run=False, extensions=()):
     """Compile *modules* ((name, origin, is_package)) into an importer
     image at *out*.  Returns the writer's summary."""
     modules = list(modules)
@@ -81,7 +99,8 @@ def write(out, modules, sys_path=None, cwd=None, pkg_paths=None,
     if pkg_paths is None:
         pkg_paths = {name: [os.path.dirname(origin)]
                      for name, origin, is_package in modules if is_package}
-    record = build_record(modules, sys_path, cwd, pkg_paths, from_run)
+    record = build_record(modules, sys_path, cwd, pkg_paths, from_run,
+                          extensions)
     # Images are written to a temporary file and renamed into place.
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     return image.build_image(out, modules, optimize=optimize,
@@ -133,6 +152,19 @@ def modules_from_run(modules_dict):
             other.append((name, f"not a source module ({spec.origin})"))
     found.sort()
     return found, pkg_paths, other
+
+
+def extensions_from_run(modules_dict):
+    """(name, origin) of the extension modules a run imported from files."""
+    from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
+    found = []
+    for name, mod in list(modules_dict.items()):
+        spec = getattr(mod, "__spec__", None)
+        if (spec is not None and type(spec.loader) is ExtensionFileLoader
+                and spec.has_location and isinstance(spec.origin, str)
+                and spec.origin.endswith(tuple(EXTENSION_SUFFIXES))):
+            found.append((name, spec.origin))
+    return sorted(found)
 
 
 def progress_bar(done, total):

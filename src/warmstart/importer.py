@@ -24,6 +24,9 @@ the same file and that file has not changed:
 * The source file itself is checked before serving: size and mtime (as
   .pyc files are), or a content hash, or not at all for immutable
   deployments (check="mtime" | "hash" | "none").
+* Extension modules the build saw imported are located the same way --
+  a spec for the file the search would find, no search -- and loaded by
+  the normal ExtensionFileLoader (the image holds no code for them).
 
 Anything unusable -- a damaged image, a module that fails its checks --
 means the normal import, with at most one warning line on stderr (every
@@ -42,8 +45,9 @@ import sys
 # has loaded at start-up: importing the importlib package costs more than
 # everything else activation does.
 from _frozen_importlib import ModuleSpec
-from _frozen_importlib_external import (FileFinder, PathFinder,
-                                        SourceFileLoader, _RAW_MAGIC_NUMBER)
+from _frozen_importlib_external import (ExtensionFileLoader, FileFinder,
+                                        PathFinder, SourceFileLoader,
+                                        _RAW_MAGIC_NUMBER)
 
 try:
     from . import _image
@@ -137,6 +141,7 @@ class ImageFinder:
         self.pkg_paths = record["pkg_paths"]
         self.entry = record["entry"]
         self.dir_mtimes = record["dir_mtimes"]
+        self.ext = record.get("ext", {})    # extension modules: located
         if os.environ.get("WARMSTART_HUGEPAGES") == "1":
             # Materialise into huge pages (copy_chunk in image_load.c):
             # before the first write where the image was recorded from a
@@ -154,7 +159,8 @@ class ImageFinder:
         self._fast = _image.FindCore(
             image, self.entry, self.pkg_paths, self.sys_path,
             self.dir_mtimes, self._dir_ok, self.path_hooks, FileFinder,
-            SourceFileLoader, self._spec, check == "mtime", self.cwd).find
+            SourceFileLoader, self._spec, check == "mtime", self.cwd,
+            self.ext, ExtensionFileLoader, self._ext_spec).find
 
     def __repr__(self):
         return f"<warmstart.ImageFinder {self.image.path!r}>"
@@ -268,6 +274,13 @@ class ImageFinder:
         spec.has_location = True
         if is_package:
             spec.submodule_search_locations = [os.path.dirname(origin)]
+        return spec
+
+    def _ext_spec(self, fullname, origin):
+        # As FileFinder makes it (spec_from_file_location, not a package).
+        spec = ModuleSpec(fullname, ExtensionFileLoader(fullname, origin),
+                          origin=origin)
+        spec.has_location = True
         return spec
 
     def _code(self, fullname):
