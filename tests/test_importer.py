@@ -531,6 +531,8 @@ def test_build_from_script(project, tmp_path):
                           capture_output=True, text=True).stdout
     # sys.path[0] of a script run is the script's directory.
     assert f"built with sys.path: ['{project}'" in info
+    # importlib.resources brings extension modules along (math, _random...).
+    assert int(re.search(r"located without a search: (\d+)", info).group(1)) >= 1
     warm = run([str(script)], tmp_path, image=img)
     assert warm.stdout == "script 42\n"
     assert served(warm.stderr) >= 3

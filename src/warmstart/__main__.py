@@ -115,6 +115,8 @@ def cmd_info(args):
         print(f"built with sys.path: {record['sys_path']}")
         print(f"modules found by a trusted index: {trusted} of "
               f"{len(record['entry'])}")
+        print(f"extension modules located without a search: "
+              f"{len(record.get('ext', {}))}")
     if args.verbose:
         for name in img.modules():
             i = img.info(name)
