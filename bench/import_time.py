@@ -9,7 +9,9 @@ processes; medians and their ratio are reported.  Also measured:
   normal import; find + check + materialise with the image), summed over
   every import of the workload;
 * the cost of activating an image that the program does not use
-  (`python -c pass`), and of the start-up hook when no image is set.
+  (`python -c pass`), and of the start-up hook when no image is set;
+* the image with WARMSTART_HUGEPAGES=1 as a third configuration (runs
+  follow each other closely, so huge pages are at hand: its best case).
 
 Run it in a venv where warmstart is installed (make demo does).
 
@@ -72,17 +74,21 @@ def timed_run(cmd, env):
     return time.perf_counter() - t
 
 
-def side_by_side(cmd, image, runs):
+def side_by_side(cmd, image, runs, huge=False):
+    """Medians (ms) of stock and image runs, alternating; with *huge*, of
+    image runs with WARMSTART_HUGEPAGES=1 too."""
     plain_env = env_without_warmstart()
-    warm_env = dict(plain_env, WARMSTART_IMAGE=image)
-    plain, warm = [], []
+    envs = [plain_env, dict(plain_env, WARMSTART_IMAGE=image)]
+    if huge:
+        envs.append(dict(envs[1], WARMSTART_HUGEPAGES="1"))
+    times = [[] for _ in envs]
     for _ in range(2):                      # warm the page cache
-        timed_run(cmd, plain_env)
-        timed_run(cmd, warm_env)
+        for env in envs:
+            timed_run(cmd, env)
     for _ in range(runs):
-        plain.append(timed_run(cmd, plain_env))
-        warm.append(timed_run(cmd, warm_env))
-    return statistics.median(plain) * 1e3, statistics.median(warm) * 1e3
+        for env, t in zip(envs, times):
+            t.append(timed_run(cmd, env))
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def in_process(code, image, runs=5):
@@ -138,12 +144,14 @@ def main():
                            check=True, capture_output=True,
                            env=env_without_warmstart())
             cmd = [sys.executable, "-c", code]
-            plain, warm = side_by_side(cmd, image, args.runs)
+            plain, warm, huge = side_by_side(cmd, image, args.runs, huge=True)
             ip = in_process(code, image)
             before = sum(ip["plain"])
             after = sum(ip["image"])
             print(f"  {label:10s} stock {plain:7.1f} ms   image {warm:7.1f} ms"
-                  f"   {100 * (plain - warm) / plain:4.1f}% less wall time")
+                  f"   {100 * (plain - warm) / plain:4.1f}% less wall time;"
+                  f" huge pages {huge:7.1f} ms"
+                  f" ({100 * (plain - huge) / plain:4.1f}% less)")
             print(f"  {'':10s} find+get_code in-process: stock {before:6.1f} ms"
                   f" (find {ip['plain'][0]:.1f}, code {ip['plain'][1]:.1f}),"
                   f" image {after:6.1f} ms (find {ip['image'][0]:.1f},"
