@@ -100,14 +100,14 @@ dir_unchanged(FindCoreObject *self, PyObject *entry)
 }
 
 /* The directory of path entry `entry` (as sys.path_importer_cache names
-   it) has changed since the build (a file was added or removed there).  Ask the entry's own finder -- the
-   FileFinder the normal import uses, with its cache of the directory --
-   what it finds for `fullname`.  Before the module's own entry (origin
-   NULL) it must find nothing, or only a namespace portion, which
-   PathFinder passes over too; at the module's own entry it must find the
-   image's file, with a loader of type `loader_type`.  1 if so, 0 if not
-   or if the entry has no finder yet (the Python side creates it), -1 on
-   error. */
+   it) has changed since the build: a file was added or removed there.
+   Ask the entry's own finder -- the FileFinder the normal import uses,
+   with its cache of the directory -- what it finds for `fullname`.
+   Before the module's own entry (origin NULL) it must find nothing, or
+   only a namespace portion, which PathFinder passes over too; at the
+   module's own entry it must find the image's file, with a loader of type
+   `loader_type`.  1 if so, 0 if not or if the entry has no finder yet
+   (the Python side creates it), -1 on error. */
 static int
 entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
              PyObject *fullname, PyObject *origin, PyObject *loader_type)
@@ -133,7 +133,8 @@ entry_agrees(FindCoreObject *self, PyObject *cache, PyObject *entry,
     }
     else {
         PyObject *loader = PyObject_GetAttrString(spec, "loader");
-        PyObject *found = loader ? PyObject_GetAttrString(spec, "origin") : NULL;
+        PyObject *found = loader ? PyObject_GetAttrString(spec, "origin")
+                                 : NULL;
         if (found == NULL) {
             PyErr_Clear();
         }
