@@ -218,8 +218,10 @@ def test_exit_status_and_tracebacks(env, project):
 def test_signals_reach_the_program(env, project):
     prog = project / "sigs.py"
     prog.write_text(
-        "import signal, sys, time\n"
-        "def h(s, f): print('got', signal.Signals(s).name, flush=True)\n"
+        "import os, signal, sys, time\n"
+        "# os.write: a handler that print()s can re-enter the print of\n"
+        "# 'ready' still returning (RuntimeError), served or not.\n"
+        "def h(s, f): os.write(1, b'got %s\\n' % signal.Signals(s).name.encode())\n"
         "for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH):\n"
         "    signal.signal(s, h)\n"
         "try:\n    print('ready', flush=True)\n    time.sleep(30)\n"

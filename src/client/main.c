@@ -91,24 +91,26 @@ launch(int sock, const ws_command *cmd, int *stale)
 
     if (payload == NULL)
         return;
+    ws_hold_signals();
     rc = ws_send(sock, "RUN ", payload, (uint32_t)len, fds, 3);
     free(payload);
     if (rc < 0 || ws_receive(sock, &m) < 0)
-        return;
+        goto not_run;
     if (strcmp(m.tag, "NOPE") == 0) {
         *stale = m.len >= 5 && memcmp(m.data, "stale", 5) == 0;
         if (getenv("WARMSTART_VERBOSE"))
             fprintf(stderr, "warmstart-exec: not served: %.*s\n",
                     (int)m.len, m.data);
-        return;
+        goto not_run;
     }
     if (strcmp(m.tag, "PID ") != 0 || m.len != 4)
-        return;
+        goto not_run;
     {
         uint32_t pid;
 
         memcpy(&pid, m.data, 4);
         ws_forward_signals((pid_t)pid);
+        ws_release_signals();
     }
     /* From here on the program runs: never run it a second time. */
     for (;;) {
@@ -124,6 +126,9 @@ launch(int sock, const ws_command *cmd, int *stale)
             ws_exit_like(how[0], how[1]);
         }
     }
+
+not_run:
+    ws_release_signals();
 }
 
 int

@@ -85,6 +85,31 @@ ws_forward_signals(pid_t pid)
     install(SIGTSTP, handle_tstp, 0);
 }
 
+static sigset_t unheld;         /* the mask before ws_hold_signals */
+
+void
+ws_hold_signals(void)
+{
+    static const int others[] = {SIGTERM, SIGCONT, SIGTSTP, 0};
+    sigset_t set;
+    int k;
+
+    sigemptyset(&set);
+    for (k = 0; group_signals[k]; k++)
+        sigaddset(&set, group_signals[k]);
+    for (k = 0; process_signals[k]; k++)
+        sigaddset(&set, process_signals[k]);
+    for (k = 0; others[k]; k++)
+        sigaddset(&set, others[k]);
+    sigprocmask(SIG_BLOCK, &set, &unheld);
+}
+
+void
+ws_release_signals(void)
+{
+    sigprocmask(SIG_SETMASK, &unheld, NULL);
+}
+
 void
 ws_restore_signals(void)
 {

@@ -15,6 +15,15 @@
    `fg` wakes both. */
 void ws_forward_signals(pid_t pid);
 
+/* Hold the signals the client relays while it asks the server to start
+   the program: one that arrived after the program started but before
+   ws_forward_signals would take its default action on the client (and
+   the server would then end the program).  ws_release_signals delivers
+   what was held: to the program once ws_forward_signals has run, else
+   as if it had come just then. */
+void ws_hold_signals(void);
+void ws_release_signals(void);
+
 /* Stop forwarding (before the client exits or execs). */
 void ws_restore_signals(void);
 
