@@ -224,7 +224,11 @@ def test_signals_reach_the_program(env, project):
         "def h(s, f): os.write(1, b'got %s\\n' % signal.Signals(s).name.encode())\n"
         "for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH):\n"
         "    signal.signal(s, h)\n"
-        "try:\n    print('ready', flush=True)\n    time.sleep(30)\n"
+        "# Short sleeps: time.sleep() goes back to sleep after running the\n"
+        "# handlers without looking again, so a signal that arrives while a\n"
+        "# handler returns waits for the sleep to end -- in a direct run too.\n"
+        "try:\n    print('ready', flush=True)\n"
+        "    for _ in range(600): time.sleep(0.05)\n"
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True); sys.exit(5)\n")
     _signal_round(env, project, prog)
@@ -257,6 +261,13 @@ def _signal_round(env, project, prog):
     p = _start([str(prog)], env, str(project))
     p.send_signal(signal.SIGTERM)
     assert p.wait(10) == -signal.SIGTERM
+    # A signal right after the program starts must not be lost either.
+    for k in range(20):
+        p = _start([str(prog)], env, str(project))
+        p.send_signal(signal.SIGUSR1)
+        assert p.stdout.readline().strip() == "got SIGUSR1", k
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 5, k
 
 
 def test_killing_the_client_ends_the_program(env, project, tmp_path):
