@@ -11,17 +11,49 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 
+# The start-up hook, 00-warmstart.pth.  site executes a .pth line that
+# starts with "import"; the line is made from the parts below.  When no
+# WARMSTART* variable is set it costs a few dictionary lookups.  Otherwise
+# it loads the C core straight from its file next to the .pth -- no search
+# of sys.path, no Python module of ours -- and lets boot() (boot.c) handle
+# a plain WARMSTART_IMAGE; everything else, and any failure, is left to
+# importer.boot().  site runs the line with its own locals, sitedir among
+# them (3.11 to 3.13); without it, the slow way is taken.  Every token
+# here is parsed at each start-up with a WARMSTART* variable: keep it short.
+PTH_VARS = ("WARMSTART_IMAGE", "WARMSTART_RECORD", "WARMSTART",
+            "WARMSTART_SERVE", "WARMSTART_PROFILE")
+PTH_BOOT = """\
+try:
+    from _frozen_importlib import _load
+    from _frozen_importlib_external import spec_from_file_location as spec
+    from _imp import extension_suffixes as suffixes
+    core = os.path.join(sitedir, "warmstart", "_image" + suffixes()[0])
+    done = _load(spec("warmstart._image", core)).boot()
+except (ImportError, NameError):
+    done = False
+done or __import__("warmstart.importer").importer.boot()
+"""
+
+
+def pth_line():
+    # A second reading (site may read the .pth twice: a venv's lib64 is a
+    # link to lib) finds the C core loaded and stops there.
+    test = " or ".join(f"{v!r} in os.environ" for v in PTH_VARS)
+    return (f"import os, sys; ({test}) and 'warmstart._image' not in "
+            f"sys.modules and exec({PTH_BOOT!r})\n")
+
+
 class build_py_with_pth(build_py):
-    """Install src/warmstart.pth next to the package as 00-warmstart.pth:
-    the start-up hook that acts when a WARMSTART* variable is set and
-    costs a few dictionary lookups otherwise.  site reads .pth files in
-    sorted order; "00-" puts this one first, so that an image serves the
-    imports of the other .pth files and the profiler times each of them."""
+    """Install the start-up hook next to the package as 00-warmstart.pth.
+    site reads .pth files in sorted order; "00-" puts this one first, so
+    that an image serves the imports of the other .pth files and the
+    profiler times each of them."""
 
     def run(self):
         super().run()
-        self.copy_file(os.path.join("src", "warmstart.pth"),
-                       os.path.join(self.build_lib, "00-warmstart.pth"))
+        with open(os.path.join(self.build_lib, "00-warmstart.pth"), "w") as f:
+            f.write(pth_line())
+
 
 class build_ext_and_client(build_ext):
     """Also build warmstart-exec, the native client of the warm server
@@ -60,6 +92,7 @@ image = Extension(
         "src/image/interp_state.c",
         "src/importer/get_code_hook.c",
         "src/importer/find.c",
+        "src/importer/boot.c",
     ],
     depends=[
         "src/image/image_format.h",
@@ -68,6 +101,7 @@ image = Extension(
         "src/image/checksum.h",
         "src/importer/get_code_hook.h",
         "src/importer/find.h",
+        "src/importer/boot.h",
     ],
     include_dirs=["src/image", "src/importer"],
     extra_compile_args=extra,

@@ -210,9 +210,62 @@ def test_warmstart_run(project, app_image):
 
 @needs_pth
 def test_activated_once(project, app_image):
-    code = ("import sys; print(sum(type(f).__name__ == 'ImageFinder' "
-            "for f in sys.meta_path))")
+    code = ("import sys; print(sum(type(f).__name__ in "
+            "('ImageFinder', 'PendingFinder') for f in sys.meta_path))")
     assert run(["-c", code], project, image=app_image).stdout.strip() == "1"
+
+
+LAZY = """
+import sys
+def finders():
+    return [type(f).__name__ for f in sys.meta_path
+            if type(f).__name__ in ("PendingFinder", "ImageFinder")]
+print(finders(), "warmstart.importer" in sys.modules)
+import colorsys
+f = [f for f in sys.meta_path if type(f).__name__ == "ImageFinder"]
+print(finders(), "warmstart.importer" in sys.modules,
+      f and "colorsys" in f[0].served)
+import warmstart
+warmstart.deactivate()
+print(finders())
+"""
+
+
+@needs_pth
+@pytest.mark.parametrize("stats", [False, True])
+def test_start_hook_is_lazy(tmp_path, stats):
+    """An image is opened at start-up, but the Python half of the import
+    tier is imported only when the program imports a module the image
+    holds (boot.c; with WARMSTART_STATS, importer.boot() does the same)."""
+    img = tmp_path / "c.img"
+    mods, _ = build.modules_from_names(["colorsys"])
+    build.write(str(img), mods)
+    p = run(["-c", LAZY], tmp_path, image=img,
+            extra_env={} if stats else {"WARMSTART_STATS": ""})
+    # (With WARMSTART_STATS the Python half is imported at start-up.)
+    assert p.stdout.splitlines() == [
+        f"['PendingFinder'] {stats}", "['ImageFinder'] True True", "[]"], p.stderr
+    p = run(["-c", "import json"], tmp_path, image=img)
+    assert "served 0 modules from" in p.stderr and "none imported" in p.stderr
+
+
+@needs_pth
+def test_start_hook_with_broken_package(tmp_path):
+    """The C core loads from site-packages; if the package that it hands
+    over to cannot be imported (a shadowing or damaged installation), the
+    program still runs, importing normally, with one line saying why."""
+    img = tmp_path / "c.img"
+    mods, _ = build.modules_from_names(["colorsys"])
+    build.write(str(img), mods)
+    shadow = tmp_path / "shadow" / "warmstart"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise RuntimeError('damaged')\n")
+    p = run(["-c", "import colorsys; print(colorsys.rgb_to_hsv(1, 0, 0))"],
+            tmp_path, image=img,
+            extra_env={"WARMSTART_STATS": "", "PYTHONPATH": str(shadow.parent)})
+    assert p.stdout.strip() == "(0.0, 1.0, 1)"
+    assert p.stderr.count("warmstart:") == 1, p.stderr
+    assert "damaged" in p.stderr and "importing normally" in p.stderr
 
 
 @needs_pth

@@ -80,6 +80,44 @@ def test_roundtrip_under_sanitizers(asan_build, tmp_path):
     assert "runtime error" not in p.stderr
 
 
+PENDING = r"""
+import os, sys, warmstart
+from warmstart import _image, build
+assert _image.__file__.startswith(sys.argv[2]), _image.__file__
+assert "colorsys" not in sys.modules and "fractions" not in sys.modules
+mods, _ = build.modules_from_names(["colorsys"])
+build.write(sys.argv[1], mods)
+try:
+    _image.PendingFinder(42)
+except TypeError:
+    pass
+print(repr(_image.PendingFinder.__new__(_image.PendingFinder)))
+os.environ["WARMSTART_IMAGE"] = sys.argv[1]
+assert _image.boot() and _image.boot()          # the first answer stands
+pending = sys.meta_path[0]
+assert type(pending) is _image.PendingFinder and pending.finder is None
+import fractions                                # not in the image
+assert sys.meta_path[0] is pending and pending.finder is None
+import colorsys                                 # in it: the finder takes over
+finder = sys.meta_path[0]
+assert type(finder).__name__ == "ImageFinder" and pending.finder is finder
+assert finder.served == {"colorsys"}, finder.served
+assert pending.find_spec("colorsys").origin == colorsys.__file__
+warmstart.deactivate()
+print(colorsys.rgb_to_hsv(1, 0, 0), finder not in sys.meta_path)
+"""
+
+
+def test_start_hook_under_sanitizers(asan_build, tmp_path):
+    lib = asan_build["PYTHONPATH"].split(os.pathsep)[0]
+    env = dict(asan_build, WARMSTART_CHECK="none")
+    p = run_python(PENDING, str(tmp_path / "p.img"), lib, env=env)
+    assert p.stdout.split("\n")[:2] == [
+        "<warmstart.PendingFinder>", "(0.0, 1.0, 1) True"], p.stdout + p.stderr
+    assert "ERROR: AddressSanitizer" not in p.stderr
+    assert "runtime error" not in p.stderr
+
+
 def test_damaged_images_under_sanitizers(asan_build, small_image, tmp_path):
     corpus = tmp_path / "corpus"
     data = open(small_image, "rb").read()

@@ -11,10 +11,14 @@
  *   write_image(path, entries, preferred_base)
  *   fingerprint()                this interpreter's fingerprint (dict)
  *   SUPPORTED                    False on builds whose layout is not known
+ *
+ * The import tier's C parts live here too (src/importer/): FindCore,
+ * GetCodeHook, and boot() with PendingFinder, the start-up hook's path.
  */
 #include "image.h"
 #include "checksum.h"
 #include "find.h"
+#include "boot.h"
 #include "get_code_hook.h"
 
 PyObject *ws_ImageError;
@@ -429,7 +433,8 @@ PyInit__image(void)
             goto fail;
         }
     }
-    if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0) {
+    if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0
+        || ws_boot_add(m) < 0) {
         goto fail;
     }
     if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0

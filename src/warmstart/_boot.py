@@ -139,7 +139,11 @@ def _stats_at_exit(where):
                          f"path search); {len(f.fallbacks)} imported normally")
             for name, why in sorted(f.fallbacks.items()):
                 lines.append(f"warmstart:   {name}: {why}")
-        if not importer._active:
+        for f in sys.meta_path:
+            if type(f).__name__ == "PendingFinder" and f.finder is None:
+                lines.append(f"warmstart: served 0 modules from "
+                             f"{f.image.path} (none imported)")
+        if not lines:
             lines.append("warmstart: no image active")
         if where == "1":
             print("\n".join(lines), file=sys.stderr)
@@ -156,7 +160,7 @@ def main():
     image = os.environ.get("WARMSTART_IMAGE")
     if image:
         from . import importer
-        importer.activate(image)
+        importer.activate_at_start(image)
     record = os.environ.get("WARMSTART_RECORD")
     if record:
         _record_at_exit(record)

@@ -51,6 +51,9 @@ from _frozen_importlib_external import (ExtensionFileLoader, FileFinder,
 
 try:
     from . import _image
+    # The start-up hook may have loaded the C core ahead of its package
+    # (boot.c): bind it as the import of a submodule would have.
+    sys.modules[__package__]._image = _image
 except ImportError:
     # The C core cannot load here: an isolated sub-interpreter, or an
     # interpreter the package was not built for.  boot() does nothing.
@@ -309,17 +312,62 @@ _active = []
 def activate(path, check=None):
     """Serve imports from the image at *path*; returns the finder, or None
     (with one warning line) if the image cannot be used."""
-    if check is None:
-        check = os.environ.get("WARMSTART_CHECK", "mtime")
     try:
         if _image is None or not _image.SUPPORTED:
             raise ImageError("code images are not supported by this "
                              "interpreter build")
-        finder = ImageFinder(_image.Image(os.fspath(path)), check)
-    except (OSError, ImageError, ValueError, KeyError, EOFError, TypeError) as e:
+        image = _image.Image(os.fspath(path))
+    except (OSError, ImageError, ValueError, TypeError) as e:
         warn(f"cannot use image {os.fspath(path)!r}: {e}")
         return None
-    install(finder)
+    finder = _finder(image, check)
+    if finder is not None:
+        install(finder)
+    return finder
+
+
+def activate_at_start(path):
+    """activate() as the start-up hook does it: open the image now (a bad
+    one is reported now), but import nothing more until the program first
+    imports a module the image holds.  A PendingFinder (boot.c) stands in
+    for the ImageFinder until then."""
+    try:
+        if _image is None or not _image.SUPPORTED:
+            raise ImageError("code images are not supported by this "
+                             "interpreter build")
+        image = _image.Image(os.fspath(path))
+    except (OSError, ImageError, ValueError, TypeError) as e:
+        warn(f"cannot use image {os.fspath(path)!r}: {e}")
+        return
+    sys.meta_path.insert(0, _image.PendingFinder(image))
+
+
+def _finder(image, check=None):
+    if check is None:
+        check = os.environ.get("WARMSTART_CHECK", "mtime")
+    try:
+        return ImageFinder(image, check)
+    except (OSError, ImageError, ValueError, KeyError, EOFError, TypeError) as e:
+        warn(f"cannot use image {image.path!r}: {e}")
+        return None
+
+
+def _take_over(pending, image):
+    """The start-up hook's PendingFinder (src/importer/boot.c) calls this
+    on the first import its image can serve: the ImageFinder takes its
+    place on sys.meta_path.  Returns the finder, or None."""
+    global _booted
+    _booted = True
+    finder = _finder(image)
+    i = next((i for i, f in enumerate(sys.meta_path) if f is pending), None)
+    if i is None:
+        return None             # the program removed it meanwhile
+    if finder is None:
+        del sys.meta_path[i]
+        return None
+    sys.meta_path[i] = finder
+    _hook_get_code(True)
+    _active.append(finder)
     return finder
 
 
@@ -331,7 +379,10 @@ def install(finder):
 
 
 def deactivate():
-    """Remove every finder activate() installed."""
+    """Remove every finder activate() or the start-up hook installed."""
+    if _image is not None and hasattr(_image, "PendingFinder"):
+        sys.meta_path[:] = [f for f in sys.meta_path
+                            if type(f) is not _image.PendingFinder]
     while _active:
         finder = _active.pop()
         try:
@@ -364,7 +415,7 @@ def boot():
         from . import _boot
         _boot.main()
     elif env.get("WARMSTART_IMAGE"):
-        activate(env["WARMSTART_IMAGE"])
+        activate_at_start(env["WARMSTART_IMAGE"])
     if serve:
         # warmstart-exec found no server for this command: this run
         # records what it imports and starts one at exit (server.py).
