@@ -589,3 +589,42 @@ def test_build_from_script(project, tmp_path):
     warm = run([str(script)], tmp_path, image=img)
     assert warm.stdout == "script 42\n"
     assert served(warm.stderr) >= 3
+
+
+SUBINTERP = r"""
+import sys, _testcapi
+check = ("import sys, colorsys; assert not any(type(f).__name__ in "
+         "('PendingFinder', 'ImageFinder') for f in sys.meta_path)")
+assert _testcapi.run_in_subinterp(check) == 0
+try:
+    import _interpreters as interpreters            # 3.13
+except ImportError:
+    try:
+        import _xxsubinterpreters as interpreters   # 3.12: isolated ones
+    except ImportError:
+        interpreters = None
+if interpreters is not None:
+    i = interpreters.create()
+    try:
+        interpreters.run_string(i, check)
+    finally:
+        interpreters.destroy(i)
+import colorsys
+print(*[type(f).__name__ for f in sys.meta_path
+        if type(f).__name__ in ("PendingFinder", "ImageFinder")])
+"""
+
+
+@needs_pth
+def test_sub_interpreters_import_normally(tmp_path):
+    """Images serve the main interpreter only: a sub-interpreter (legacy or
+    isolated, where the C core cannot load) reads the .pth too and must
+    import normally, without a warning."""
+    pytest.importorskip("_testcapi")
+    img = tmp_path / "c.img"
+    mods, _ = build.modules_from_names(["colorsys"])
+    build.write(str(img), mods)
+    p = run(["-c", SUBINTERP], tmp_path, image=img,
+            extra_env={"WARMSTART_STATS": ""})
+    assert p.stdout.split() == ["ImageFinder"], p.stdout
+    assert "warmstart" not in p.stderr, p.stderr
