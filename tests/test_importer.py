@@ -250,6 +250,23 @@ def test_start_hook_is_lazy(tmp_path, stats):
 
 
 @needs_pth
+def test_take_over_refused(tmp_path):
+    """An image the ImageFinder refuses when it takes over (here: a bad
+    WARMSTART_CHECK) leaves the program importing normally, every finder
+    after it still asked, with one warning line."""
+    img = tmp_path / "c.img"
+    mods, _ = build.modules_from_names(["colorsys"])
+    build.write(str(img), mods)
+    code = ("import colorsys, fractions, sys; print(colorsys.rgb_to_hsv(1, 0, 0),"
+            " fractions.Fraction(1, 3), type(sys.meta_path[1]).__name__)")
+    p = run(["-c", code], tmp_path, image=img,
+            extra_env={"WARMSTART_STATS": "", "WARMSTART_CHECK": "bogus"})
+    assert p.stdout.split() == ["(0.0,", "1.0,", "1)", "1/3", "PendingFinder"]
+    assert p.stderr.count("warmstart:") == 1, p.stderr
+    assert "check must be one of" in p.stderr
+
+
+@needs_pth
 def test_start_hook_with_broken_package(tmp_path):
     """The C core loads from site-packages; if the package that it hands
     over to cannot be imported (a shadowing or damaged installation), the

@@ -312,15 +312,8 @@ _active = []
 def activate(path, check=None):
     """Serve imports from the image at *path*; returns the finder, or None
     (with one warning line) if the image cannot be used."""
-    try:
-        if _image is None or not _image.SUPPORTED:
-            raise ImageError("code images are not supported by this "
-                             "interpreter build")
-        image = _image.Image(os.fspath(path))
-    except (OSError, ImageError, ValueError, TypeError) as e:
-        warn(f"cannot use image {os.fspath(path)!r}: {e}")
-        return None
-    finder = _finder(image, check)
+    image = _open(path)
+    finder = None if image is None else _finder(image, check)
     if finder is not None:
         install(finder)
     return finder
@@ -331,15 +324,20 @@ def activate_at_start(path):
     one is reported now), but import nothing more until the program first
     imports a module the image holds.  A PendingFinder (boot.c) stands in
     for the ImageFinder until then."""
+    image = _open(path)
+    if image is not None:
+        sys.meta_path.insert(0, _image.PendingFinder(image))
+
+
+def _open(path):
     try:
         if _image is None or not _image.SUPPORTED:
             raise ImageError("code images are not supported by this "
                              "interpreter build")
-        image = _image.Image(os.fspath(path))
+        return _image.Image(os.fspath(path))
     except (OSError, ImageError, ValueError, TypeError) as e:
         warn(f"cannot use image {os.fspath(path)!r}: {e}")
-        return
-    sys.meta_path.insert(0, _image.PendingFinder(image))
+        return None
 
 
 def _finder(image, check=None):
@@ -358,23 +356,27 @@ def _take_over(pending, image):
     place on sys.meta_path.  Returns the finder, or None."""
     global _booted
     _booted = True
-    finder = _finder(image)
     i = next((i for i, f in enumerate(sys.meta_path) if f is pending), None)
     if i is None:
         return None             # the program removed it meanwhile
+    finder = _finder(image)
     if finder is None:
-        del sys.meta_path[i]
+        # It stays and answers None: the import system may be iterating
+        # over sys.meta_path right now, and a deletion would skip a finder.
         return None
-    sys.meta_path[i] = finder
-    _hook_get_code(True)
-    _active.append(finder)
+    sys.meta_path[i] = finder           # in place, for the same reason
+    _serving(finder)
     return finder
 
 
 def install(finder):
     """Put *finder* first on sys.meta_path."""
-    _hook_get_code(True)
     sys.meta_path.insert(0, finder)
+    _serving(finder)
+
+
+def _serving(finder):
+    _hook_get_code(True)
     _active.append(finder)
 
 
