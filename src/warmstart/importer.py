@@ -32,8 +32,9 @@ Anything unusable -- a damaged image, a module that fails its checks --
 means the normal import, with at most one warning line on stderr (every
 reason with WARMSTART_VERBOSE=1 or python -v).
 
-This module is imported at start-up when an image is activated, so it
-imports nothing that site has not already imported (but the C core).
+This module is imported during start-up or during the program's first
+import from the image (see src/importer/boot.c), so it imports nothing
+that site has not already imported (but the C core).
 """
 import _imp
 import _weakref
