@@ -8,7 +8,8 @@
  * holds, it imports warmstart.importer, whose _take_over() puts the real
  * ImageFinder in its place, and hands the request on.  A program that
  * imports nothing from the image pays for one dlopen and one open, not
- * for the Python half of the import tier (about half a millisecond).
+ * for the Python half of the import tier (python -c pass with an unused
+ * image: 0.6 ms over stock before, 0.3-0.4 ms with this path).
  *
  *   boot() -> True: handled here.  False: the caller runs importer.boot(),
  *             which handles every other variable and reports a bad image.
@@ -93,6 +94,9 @@ Pending_find_spec(PendingObject *self, PyObject *args, PyObject *kwds)
     int r = take_over(self);
     self->state = DONE;
     if (r < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;        /* KeyboardInterrupt and the like */
+        }
         /* The Python half is broken (a damaged installation): the program
            still imports normally.  One line, as importer.warn gives. */
         PyObject *type, *value, *tb;
