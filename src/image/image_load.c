@@ -493,6 +493,37 @@ copy_chunk(ws_image *img, uint64_t c)
     }
 }
 
+#ifndef MADV_POPULATE_WRITE
+#  define MADV_POPULATE_WRITE 23      /* Linux 5.14 */
+#endif
+
+/* Make the pages of bytes [p, p + size) private before they are first
+ * read.  The loader reads a range (its checksum) before it patches it, so
+ * otherwise each page is first mapped read-only from the page cache, and
+ * then copied on the first write, which also flushes the stale entry from
+ * the TLB.  Populated for writing at once, each page is copied once, in
+ * one system call for the whole range: materialising costs about a tenth
+ * less.  Nothing is written.  Not where chunks are copied whole
+ * (copy_chunk): there the pages would be copied twice.  A kernel older
+ * than 5.14 answers EINVAL, and the loader stops asking. */
+static void
+populate_for_write(ws_image *img, const unsigned char *p, uint64_t size)
+{
+    static int unsupported;
+    if (unsupported || img->chunk_threshold >= 0 || size == 0) {
+        return;
+    }
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(WS_PAGE_SIZE - 1);
+    uintptr_t hi = ((uintptr_t)p + size + WS_PAGE_SIZE - 1)
+                   & ~(uintptr_t)(WS_PAGE_SIZE - 1);
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) < 0
+        && errno == EINVAL) {
+        unsupported = 1;
+    }
+    /* Other failures (no memory, a fatal signal pending) leave the pages
+       to be faulted in as before. */
+}
+
 /* Account for `size` bytes at `p` about to be patched. */
 static void
 before_patch(ws_image *img, const unsigned char *p, uint64_t size)
@@ -528,6 +559,12 @@ check_atom_block(ws_image *img, uint64_t b)
     uint64_t n = img->atom_region_size - off;
     if (n > WS_ATOM_BLOCK) {
         n = WS_ATOM_BLOCK;
+    }
+    /* Atoms get patched; their index, which follows them, never does. */
+    uint64_t atoms_size = img->hdr.sections[WS_SEC_ATOMS].size;
+    if (off < atoms_size) {
+        populate_for_write(img, img->atoms + off,
+                           atoms_size - off < n ? atoms_size - off : n);
     }
     if (ws_checksum(img->atoms + off, n) != img->atom_checks[b]) {
         return bad_image(img, "atom checksum");
@@ -912,6 +949,7 @@ ws_image_get_code(ws_image *img, uint32_t i)
         .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
     };
     before_patch(img, (unsigned char *)s.words, e->seg_size);
+    populate_for_write(img, (unsigned char *)s.words, e->seg_size);
     /* Chunk copies made while resolving atoms are not fix-up time. */
     unsigned long long t0 = prof ? now_ns() : 0, t1, copies;
     ws_checksum_state st;
