@@ -11,7 +11,14 @@ processes; medians and their ratio are reported.  Also measured:
 * the cost of activating an image that the program does not use
   (`python -c pass`), and of the start-up hook when no image is set;
 * the image with WARMSTART_HUGEPAGES=1 as a third configuration (runs
-  follow each other closely, so huge pages are at hand: its best case).
+  follow each other closely, so huge pages are at hand: its best case);
+* the page floor: the time the kernel takes to make every page of the
+  image's objects (heap and atoms sections) private, in one system call,
+  with no other work.  Any loader that sets each object's ob_type writes
+  nearly every one of those pages (all but those lying wholly inside one
+  large object: 2-3% for sympy), and a workload recorded from a run
+  materialises all of its modules, so the find + get_code time with an
+  image cannot drop much below it.
 
 Run it in a venv where warmstart is installed (make demo does).
 
@@ -108,6 +115,35 @@ def in_process(code, image, runs=5):
     return out
 
 
+FLOOR = r"""
+import mmap, os, sys, time
+from warmstart import _image
+path = sys.argv[1]
+sections = _image.Image(path).header["sections"]
+with open(path, "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+t = time.perf_counter_ns()
+for name in ("heap", "atoms"):
+    off, size = sections[name]
+    m.madvise(MADV_POPULATE_WRITE, off, size)
+print("FLOOR", time.perf_counter_ns() - t, sections["heap"][1] + sections["atoms"][1])
+"""
+
+
+def page_floor(image, runs=5):
+    """Median ms to make the image's object pages private, and their bytes."""
+    times = []
+    for _ in range(runs):
+        p = subprocess.run([sys.executable, "-c", FLOOR, image],
+                           env=env_without_warmstart(), capture_output=True,
+                           text=True, check=True)
+        ns, size = map(int, re.search(r"FLOOR (\d+) (\d+)", p.stdout).groups())
+        times.append(ns)
+    return statistics.median(times) / 1e6, size
+
+
 def ensure(package):
     try:
         __import__(package)
@@ -157,6 +193,12 @@ def main():
                   f" image {after:6.1f} ms (find {ip['image'][0]:.1f},"
                   f" code {ip['image'][1]:.1f}): "
                   f"{100 * (before - after) / before:4.1f}% removed")
+            floor, size = page_floor(image)
+            print(f"  {'':10s} page floor: {size / 2**20:.1f} MB of objects made"
+                  f" private in {floor:.1f} ms = {100 * floor / before:.1f}% of"
+                  f" stock find+get_code (about"
+                  f" {100 * (before - floor) / before:.0f}% at most can be"
+                  f" removed)")
         # Activation with an image the program does not use.
         unused = os.path.join(tmp, "unused.img")
         subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",

@@ -72,3 +72,21 @@ def test_unwritable_destination(tmp_path):
         _image.write_image(str(tmp_path / "no" / "such" / "dir.img"),
                            [("a", co, None)], BASE)
     assert not list(tmp_path.iterdir())
+
+
+def test_sections_laid_out_as_documented(small_image):
+    """header["sections"]: every section page-aligned, inside the file, no
+    two overlapping; the atom index is the next section after the atoms."""
+    h = warmstart.Image(small_image).header
+    sections = h["sections"]
+    assert set(sections) == {"modules", "index", "names", "atoms", "atomidx",
+                             "heap", "reloc", "atomcheck", "meta"}
+    spans = sorted((off, off + size) for off, size in sections.values())
+    for off, end in spans:
+        assert off % 4096 == 0 and off >= 4096 and end <= h["file_size"]
+    for (_, end), (off, _) in zip(spans, spans[1:]):
+        assert end <= off
+    atoms_off, atoms_size = sections["atoms"]
+    assert sections["atomidx"][0] == (atoms_off + atoms_size + 4095) // 4096 * 4096
+    assert sections["atomidx"][1] == 8 * h["atoms"]
+    assert sections["heap"][1] > 0 and sections["reloc"][1] > 0

@@ -208,15 +208,37 @@ Image_get_header(ImageObject *self, void *Py_UNUSED(c))
     if (fp == NULL) {
         return NULL;
     }
+    static const char *const names[WS_SEC_COUNT] = {
+        [WS_SEC_MODULES] = "modules", [WS_SEC_INDEX] = "index",
+        [WS_SEC_NAMES] = "names", [WS_SEC_ATOMS] = "atoms",
+        [WS_SEC_ATOMIDX] = "atomidx", [WS_SEC_HEAP] = "heap",
+        [WS_SEC_RELOC] = "reloc", [WS_SEC_ATOMCHECK] = "atomcheck",
+        [WS_SEC_META] = "meta",
+    };
+    PyObject *sections = PyDict_New();
+    for (int i = 0; sections != NULL && i < WS_SEC_COUNT; i++) {
+        PyObject *v = Py_BuildValue("(KK)",
+                                    (unsigned long long)h->sections[i].offset,
+                                    (unsigned long long)h->sections[i].size);
+        if (v == NULL || PyDict_SetItemString(sections, names[i], v) < 0) {
+            Py_CLEAR(sections);
+        }
+        Py_XDECREF(v);
+    }
+    if (sections == NULL) {
+        Py_DECREF(fp);
+        return NULL;
+    }
     return Py_BuildValue(
-        "{s:I,s:K,s:K,s:K,s:O,s:I,s:I,s:N}",
+        "{s:I,s:K,s:K,s:K,s:O,s:I,s:I,s:N,s:N}",
         "format_version", h->format_version,
         "file_size", (unsigned long long)h->file_size,
         "preferred_base", (unsigned long long)h->preferred_base,
         "mapped_base", (unsigned long long)(uintptr_t)self->img.base,
         "relocated", self->img.delta ? Py_True : Py_False,
         "modules", h->n_modules, "atoms", h->n_atoms,
-        "fingerprint", fp);
+        "fingerprint", fp,
+        "sections", sections);
 }
 
 static PyObject *
@@ -284,7 +306,8 @@ static PyGetSetDef Image_getset[] = {
      "write; -1, the default: never, every page is copied on its first "
      "write)", NULL},
     {"path", (getter)Image_get_path, NULL, "image file", NULL},
-    {"header", (getter)Image_get_header, NULL, "header fields (dict)", NULL},
+    {"header", (getter)Image_get_header, NULL,
+     "header fields (dict); sections: name -> (file offset, size)", NULL},
     {NULL}
 };
 
