@@ -727,19 +727,6 @@ is_marked(const segment *s, uint64_t word)
     return word < s->nwords && (s->bitmap[word / 8] >> (word % 8)) & 1;
 }
 
-/* enum ws_type of a runtime object, 0 for anything else. */
-static uint64_t
-ws_type_of(PyObject *op)
-{
-    PyTypeObject *t = Py_TYPE(op);
-    for (uint64_t i = 1; i < WS_TYPE_COUNT; i++) {
-        if (type_of(i) == t) {
-            return i;
-        }
-    }
-    return 0;
-}
-
 static int
 remember_frozenset(segment *s, uint64_t *slot)
 {
@@ -815,7 +802,7 @@ fix_ref(segment *s, uint64_t obj, uint64_t at, uint64_t want)
     if (op == NULL) {
         return -1;
     }
-    if (want && ws_type_of(op) != want) {
+    if (want && Py_TYPE(op) != type_of(want)) {
         return bad_image(s->img, "wrong type in a code object field");
     }
     s->words[at] = (uint64_t)(uintptr_t)op;
@@ -905,13 +892,18 @@ fix_segment(segment *s, uint64_t root_word)
     }
     /* Exactly the words the objects need are marked, no others. */
     uint64_t total = 0;
-    uint64_t nbytes = (s->nwords + 7) / 8;
-    for (uint64_t i = 0; i < nbytes; i++) {
-        unsigned char b = s->bitmap[i];
-        if (i == nbytes - 1 && s->nwords % 8) {
-            b &= (unsigned char)((1u << (s->nwords % 8)) - 1);
-        }
-        total += (uint64_t)__builtin_popcount(b);
+    uint64_t full = s->nwords / 8, i = 0;     /* bytes wholly in use */
+    for (; i + 8 <= full; i += 8) {
+        uint64_t b;
+        memcpy(&b, s->bitmap + i, 8);
+        total += (uint64_t)__builtin_popcountll(b);
+    }
+    for (; i < full; i++) {
+        total += (uint64_t)__builtin_popcount(s->bitmap[i]);
+    }
+    if (s->nwords % 8) {
+        total += (uint64_t)__builtin_popcount(
+            s->bitmap[full] & ((1u << (s->nwords % 8)) - 1));
     }
     if (total != s->marked) {
         return bad_image(s->img, "relocation bitmap");
