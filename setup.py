@@ -63,7 +63,7 @@ class build_ext_and_client(build_ext):
         super().run()
         sources = [os.path.join("src", "client", f) for f in
                    ("main.c", "command.c", "protocol.c", "procutil.c",
-                    "fields.c")]
+                    "fields.c", "privdir.c")]
         sources.append(os.path.join("src", "image", "checksum.c"))
         tmp = os.path.join(self.build_temp, "client")
         objects = self.compiler.compile(

@@ -192,6 +192,15 @@ EDITS = {
         i, tuple_after_code(o) + 3,
         f.segment_address(i) + 8 * first(o, T_CODE) | FROZENSET),
         "non-object"),
+    # A segment that ends inside the root code object's fixed part, or
+    # inside its object header: the room left is checked before the
+    # variable part is compared with it (no unsigned wrap-around).
+    "truncated code": (lambda f, i, o: f.set_module(
+        i, seg_size=f.module(i)["root_off"] - f.module(i)["seg_off"] + 40),
+        "code size"),
+    "truncated header": (lambda f, i, o: f.set_module(
+        i, seg_size=f.module(i)["root_off"] - f.module(i)["seg_off"] + 8),
+        "object header"),
     "segment bounds": (lambda f, i, o: f.set_module(i, seg_size=1 << 50),
                        "module entry"),
     "root": (lambda f, i, o: f.set_module(i, root_off=f.module(i)["seg_off"]

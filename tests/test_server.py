@@ -138,9 +138,10 @@ def test_key_material_agrees_with_python(env, project):
         material = cmd.key_material({k.encode(): v.encode()
                                      for k, v in env.items()})
         assert got["material"].encode() == material, args
-        base = command.server_base(material, {k.encode(): v.encode()
-                                              for k, v in env.items()})
-        assert got["server"] == base.decode()
+        d = command.server_dir({k.encode(): v.encode()
+                                for k, v in env.items()})
+        assert got["server"] == d.join(command.server_key(material))
+        d.close()
     for args in (["-i", "probe.py"], ["-"], [], ["-S", "-c", "1"]):
         out = subprocess.run([CLIENT, "--explain", "--", PY, *args], env=env,
                              capture_output=True, text=True).stdout

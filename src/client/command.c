@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "command.h"
 #include "fields.h"
+#include "privdir.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -232,25 +233,36 @@ fail:
 }
 
 int
-ws_server_dir(char *out, size_t size)
+ws_server_dir(char *out, size_t size, const char **why)
 {
     const char *d = getenv("WARMSTART_SERVER_DIR");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
-    int n;
+    const char *first_why = NULL;
+    char cand[2][PATH_MAX];
+    int n = 0, k, fd;
 
-    if (d && *d)
-        n = snprintf(out, size, "%s", d);
-    else if (xdg && *xdg == '/')
-        n = snprintf(out, size, "%s/warmstart", xdg);
-    else
-        n = snprintf(out, size, "/tmp/warmstart-%lu", (unsigned long)getuid());
-    if (n < 0 || (size_t)n >= size)
-        return -1;
-    if (mkdir(out, 0700) < 0 && errno != EEXIST)
-        return -1;
-    if (lstat(out, &st) < 0 || !S_ISDIR(st.st_mode)
-        || st.st_uid != getuid() || (st.st_mode & 022))
-        return -1;
-    return 0;
+    if (d && *d) {
+        snprintf(cand[n++], PATH_MAX, "%s", d);
+    }
+    else {
+        if (xdg && *xdg == '/'
+            && snprintf(cand[n], PATH_MAX, "%s/warmstart", xdg) < PATH_MAX)
+            n++;
+        snprintf(cand[n++], PATH_MAX, "/tmp/warmstart-%lu",
+                 (unsigned long)getuid());
+    }
+    for (k = 0; k < n; k++) {
+        fd = ws_private_dir_open(cand[k], 1, out, size, why);
+        if (fd >= 0)
+            return fd;
+        if (first_why == NULL) {
+            /* Kept: the first candidate is the one the user expects. */
+            static char saved[PATH_MAX + 96];
+
+            snprintf(saved, sizeof saved, "%s", *why);
+            first_why = saved;
+        }
+    }
+    *why = first_why;
+    return -1;
 }

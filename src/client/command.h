@@ -36,10 +36,12 @@ int ws_command_parse(ws_command *cmd, int argc, char **argv,
 char *ws_command_key_material(const ws_command *cmd, char **envp,
                               size_t *len);
 
-/* The directory holding servers' sockets: $WARMSTART_SERVER_DIR, else
-   $XDG_RUNTIME_DIR/warmstart, else /tmp/warmstart-<uid>.  Created mode
-   0700 if missing; refused (-1) unless it is a directory owned by us that
-   no one else can write to. */
-int ws_server_dir(char *out, size_t size);
+/* The directory holding servers' sockets, open (see privdir.h):
+   $WARMSTART_SERVER_DIR if set; else $XDG_RUNTIME_DIR/warmstart, or
+   /tmp/warmstart-<uid> when that is missing or not private (an
+   XDG_RUNTIME_DIR kept across `su` lies in another user's directory).
+   Its path goes to out.  Returns the descriptor, or -1 with *why saying
+   what was wrong with the first candidate. */
+int ws_server_dir(char *out, size_t size, const char **why);
 
 #endif /* WS_COMMAND_H */

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "checksum.h"
 #include "command.h"
+#include "privdir.h"
 #include "procutil.h"
 #include "protocol.h"
 
@@ -34,6 +35,8 @@ extern char **environ;
 #define REFUSED_SECONDS 3600
 
 static const char *preload;
+static int server_dirfd = -1;          /* the server directory (privdir.h) */
+static char key[17];            /* this command's files: <key>.sock, ... */
 
 static void
 usage(void)
@@ -44,26 +47,31 @@ usage(void)
     exit(2);
 }
 
+/* Does <key><suffix> exist in the server directory, younger than that? */
 static int
-younger_than(const char *path, int seconds)
+younger_than(const char *suffix, int seconds)
 {
+    char name[64];
     struct stat st;
 
-    return stat(path, &st) == 0 && time(NULL) - st.st_mtime < seconds;
+    snprintf(name, sizeof name, "%s%s", key, suffix);
+    return fstatat(server_dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+           && time(NULL) - st.st_mtime < seconds;
 }
 
 /* Run directly; if we may start a server, ask the run to start one. */
 static void
 run_directly(const ws_command *cmd, const char *base, int start_server)
 {
-    char lock[PATH_MAX + 16], serve[PATH_MAX + 32], pre[8192];
+    char lock[64], serve[PATH_MAX + 32], pre[8192];
     const char *extra = NULL, *extra2 = NULL;
 
     if (start_server && base) {
-        snprintf(lock, sizeof lock, "%s.lock", base);
-        if (!younger_than(lock, LOCK_SECONDS))
-            unlink(lock);
-        int fd = open(lock, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        snprintf(lock, sizeof lock, "%s.lock", key);
+        if (!younger_than(".lock", LOCK_SECONDS))
+            unlinkat(server_dirfd, lock, 0);
+        int fd = openat(server_dirfd, lock, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC
+                                     | O_NOFOLLOW, 0600);
         if (fd >= 0) {
             close(fd);
             snprintf(serve, sizeof serve, "WARMSTART_SERVE=%s", base);
@@ -86,9 +94,20 @@ launch(int sock, const ws_command *cmd, int *stale)
     static const int fds[3] = {0, 1, 2};
     ws_message m;
     size_t len;
-    char *payload = ws_run_payload(cmd->argv, cmd->argc, environ, &len);
+    char *payload;
+    pid_t server;
+    uid_t uid;
     int rc;
 
+    /* Nothing of ours goes to a peer that is not our own server: the
+       directory is private, so another user's socket there would mean
+       an attack (or a directory that changed hands). */
+    if (ws_peer(sock, &server, &uid) < 0 || uid != getuid()) {
+        fprintf(stderr, "warmstart-exec: the server socket %s.sock is not "
+                "this user's; running directly\n", key);
+        return;
+    }
+    payload = ws_run_payload(cmd->argv, cmd->argc, environ, &len);
     if (payload == NULL)
         return;
     ws_hold_signals();
@@ -109,6 +128,14 @@ launch(int sock, const ws_command *cmd, int *stale)
         uint32_t pid;
 
         memcpy(&pid, m.data, 4);
+        /* The program is a child of the server; any other pid (1, say,
+           which would make a relayed Ctrl-C signal every process) is
+           not from a warm server. */
+        if (pid <= 1 || pid > INT32_MAX || ws_parent_of((pid_t)pid) != server) {
+            fprintf(stderr, "warmstart-exec: the server named pid %u, "
+                    "not its child; running directly\n", (unsigned)pid);
+            goto not_run;
+        }
         ws_forward_signals((pid_t)pid);
         ws_release_signals();
     }
@@ -137,6 +164,8 @@ main(int argc, char **argv)
     ws_command cmd;
     const char *why = NULL;
     char dir[PATH_MAX], base[PATH_MAX + 32], path[PATH_MAX + 48];
+    char name[64];
+    const char *unsafe = NULL;
     char *material;
     size_t len;
     int i, explain = 0, sock, stale = 0, fd;
@@ -173,18 +202,22 @@ main(int argc, char **argv)
     for (fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0)
             run_directly(&cmd, NULL, 0);
-    if (ws_server_dir(dir, sizeof dir) < 0) {
+    server_dirfd = ws_server_dir(dir, sizeof dir, &unsafe);
+    if (server_dirfd < 0) {
         if (explain) {
-            printf("direct: no private server directory\n");
+            printf("direct: no private server directory: %s\n", unsafe);
             return 0;
         }
+        fprintf(stderr, "warmstart-exec: no private server directory (%s); "
+                "running directly\n", unsafe);
         run_directly(&cmd, NULL, 0);
     }
     material = ws_command_key_material(&cmd, environ, &len);
     if (material == NULL)
         run_directly(&cmd, NULL, 0);
-    snprintf(base, sizeof base, "%s/%016llx", dir,
+    snprintf(key, sizeof key, "%016llx",
              (unsigned long long)ws_checksum(material, len));
+    snprintf(base, sizeof base, "%s/%s", dir, key);
     if (explain) {
         for (size_t k = 0; k < len; k++)
             putchar(material[k] ? material[k] : '\n');
@@ -193,14 +226,14 @@ main(int argc, char **argv)
     }
     free(material);
 
-    snprintf(path, sizeof path, "%s.sock", base);
-    sock = ws_connect(path);
+    snprintf(name, sizeof name, "%s.sock", key);
+    sock = ws_dir_address(path, sizeof path, server_dirfd, name) < 0 ? -1
+           : ws_connect(path);
     if (sock >= 0) {
         launch(sock, &cmd, &stale);
         close(sock);
         run_directly(&cmd, base, stale);
     }
-    snprintf(path, sizeof path, "%s.refused", base);
-    run_directly(&cmd, base, !younger_than(path, REFUSED_SECONDS));
+    run_directly(&cmd, base, !younger_than(".refused", REFUSED_SECONDS));
     return 127;
 }

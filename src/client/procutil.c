@@ -4,6 +4,7 @@
 #include "protocol.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,32 @@ ws_exit_like(unsigned kind, unsigned value)
         _exit(128 + (int)value);
     }
     exit(kind == WS_EXITED ? (int)(value & 0xff) : 255);
+}
+
+pid_t
+ws_parent_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    const char *p;
+    ssize_t n;
+    long ppid;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything but the last
+       ')' ends it. */
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %*c %ld", &ppid) != 1)
+        return -1;
+    return (pid_t)ppid;
 }
 
 void

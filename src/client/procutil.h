@@ -31,6 +31,9 @@ void ws_restore_signals(void);
    signal (without a core file of the client). */
 void ws_exit_like(unsigned kind, unsigned value) __attribute__((noreturn));
 
+/* The parent of a process, from /proc; -1 if it cannot be read. */
+pid_t ws_parent_of(pid_t pid);
+
 /* Run the command directly in this process, optionally with one extra
    environment entry ("NAME=value"); returns only on failure, after
    printing why. */

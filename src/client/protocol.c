@@ -14,6 +14,20 @@
 #include <unistd.h>
 
 int
+ws_peer(int sock, pid_t *pid, uid_t *uid)
+{
+    struct ucred cred;
+    socklen_t n = sizeof cred;
+
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &n) < 0
+        || n != sizeof cred)
+        return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    return 0;
+}
+
+int
 ws_connect(const char *path)
 {
     struct sockaddr_un addr;

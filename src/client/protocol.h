@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define WS_PROTOCOL_VERSION "1"
 #define WS_MAX_MESSAGE (1u << 20)
@@ -41,6 +42,10 @@ typedef struct {
     uint32_t len;
     char data[4096];        /* replies are short; longer ones are cut */
 } ws_message;
+
+/* The process at the other end of a connected socket (SO_PEERCRED: the
+   one that called listen) and its uid. */
+int ws_peer(int sock, pid_t *pid, uid_t *uid);
 
 /* Connect to the Unix socket at path; -1 with errno on failure. */
 int ws_connect(const char *path);

@@ -110,19 +110,24 @@ def serve_at_exit(base, preload=None):
         # probes), taken before the server code below is imported.
         record["modules"] = [n for n in roots.roots if n in sys.modules]
         record["argv_at_exit"] = list(sys.argv)
+        files = None
         try:
             import subprocess
             from . import server
             record["spawn_flags"] = subprocess._args_from_interpreter_flags()
-            server.write_record(base, record)
-            server.spawn(base, record)
+            # The directory is opened and checked again here: the name in
+            # WARMSTART_SERVE is only a name (server.Files).
+            files = server.Files(base)
+            server.write_record(files, record)
+            server.spawn(files, record)
         except Exception as e:          # never disturb the program's exit
-            try:
-                os.unlink(base + ".lock")
-            except OSError:
-                pass
+            if files is not None:
+                files.unlink(".lock")
             if os.environ.get("WARMSTART_VERBOSE"):
                 print(f"warmstart: no server: {e}", file=sys.stderr)
+        finally:
+            if files is not None:
+                files.close()
 
     atexit.register(at_exit)
 

@@ -131,35 +131,35 @@ def _parse(argv):
     raise Direct("no program (interactive interpreter)")
 
 
-def server_dir(env):
-    """Where servers' sockets live (created 0700; None if unusable)."""
+def server_dirs(env):
+    """The candidates for the server directory, in order of preference:
+    $WARMSTART_SERVER_DIR alone if set; else $XDG_RUNTIME_DIR/warmstart,
+    then /tmp/warmstart-<uid> (for an XDG_RUNTIME_DIR that another user
+    can change, as after `su` without `-`).  As ws_server_dir in
+    src/client/command.c."""
     d = env.get(b"WARMSTART_SERVER_DIR")
+    if d:
+        return [d]
+    out = []
     xdg = env.get(b"XDG_RUNTIME_DIR")
-    if not d:
-        if xdg and xdg.startswith(b"/"):
-            d = xdg + b"/warmstart"
-        else:
-            d = b"/tmp/warmstart-%d" % os.getuid()
-    try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    try:
-        st = os.lstat(d)
-    except OSError:
-        return None
-    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
-            or st.st_mode & 0o022):
-        return None
-    return d
+    if xdg and xdg.startswith(b"/"):
+        out.append(xdg + b"/warmstart")
+    out.append(b"/tmp/warmstart-%d" % os.getuid())
+    return out
 
 
-def server_base(material, env):
-    """The path prefix of this command's server files (socket: .sock)."""
+def server_dir(env, create=True):
+    """The server directory, open (privdir.PrivateDir), or None."""
+    from . import privdir
+    for d in server_dirs(env):
+        try:
+            return privdir.PrivateDir(os.fsdecode(d), 0o077, create)
+        except OSError:
+            continue
+    return None
+
+
+def server_key(material):
+    """The name of a command's server files (socket: <key>.sock)."""
     from ._image import _checksum
-    d = server_dir(env)
-    if d is None:
-        return None
-    return d + b"/%016x" % _checksum(material)
+    return "%016x" % _checksum(material)

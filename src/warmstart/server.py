@@ -35,27 +35,65 @@ import sys
 import threading
 import time
 
-from . import command, worker
+from . import command, privdir, worker
 
 MAX_MESSAGE = 1 << 20
 DEFAULT_IDLE = 600
 
 
+class Files:
+    """One command's files in the server directory, <key>.sock, .preload,
+    .log, .json, .refused and .lock, reached through the directory's
+    descriptor (privdir.py): every process that uses them opens the
+    directory itself and checks it, since a path handed over (the
+    WARMSTART_SERVE variable, the server's argv) is only a name."""
+
+    def __init__(self, base):
+        d, key = os.path.split(os.fsdecode(base))
+        if len(key) != 16 or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a server key: {key!r}")
+        self.dir = privdir.PrivateDir(d, 0o077, create=False)
+        self.key = key
+        self.base = self.dir.join(key)
+
+    def name(self, suffix):
+        return self.key + suffix
+
+    def read(self, suffix):
+        return self.dir.read(self.key + suffix)
+
+    def write(self, suffix, data):
+        self.dir.write(self.key + suffix, data)
+
+    def unlink(self, suffix):
+        self.dir.unlink(self.key + suffix)
+
+    def exists(self, suffix):
+        return self.dir.exists(self.key + suffix)
+
+    def file_id(self, suffix):
+        st = self.dir.stat(self.key + suffix)
+        return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def address(self, suffix=".sock"):
+        return self.dir.address(self.key + suffix)
+
+    def close(self):
+        self.dir.close()
+
+
 # -- 1. the recording run ------------------------------------------------
 
-def write_record(base, record):
-    tmp = f"{base}.preload.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        marshal.dump(record, f)
-    os.rename(tmp, base + ".preload")
+def write_record(files, record):
+    files.write(".preload", marshal.dumps(record))
 
 
-def spawn(base, record):
-    """Start a server for base in a new session, in the background."""
+def spawn(files, record):
+    """Start a server for files.base in a new session, in the background."""
     exe = record["executable"]
     args = [exe, *record["spawn_flags"],
-            "-c", "import warmstart.server as s; s.main()", base]
-    log = os.open(base + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            "-c", "import warmstart.server as s; s.main()", files.base]
+    log = files.dir.create_fresh(files.name(".log"))
     try:
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log, 1),
@@ -64,13 +102,6 @@ def spawn(base, record):
                        file_actions=actions, setsid=True)
     finally:
         os.close(log)
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # -- 2. start-up ---------------------------------------------------------
@@ -103,9 +134,8 @@ class Request:
 
 
 class Server:
-    def __init__(self, base):
-        self.base = base
-        self.sock_path = base + ".sock"
+    def __init__(self, files):
+        self.files = files
         self.listener = None
         self.selector = None
         self.wakeup = None
@@ -120,9 +150,8 @@ class Server:
 
     def refuse(self, why):
         log(f"refusing to serve: {why}")
-        with open(self.base + ".refused", "w") as f:
-            f.write(why + "\n")
-        _unlink(self.base + ".lock")
+        self.files.write(".refused", (why + "\n").encode())
+        self.files.unlink(".lock")
         sys.exit(1)
 
     def prepare(self, record):
@@ -138,7 +167,7 @@ class Server:
         except command.Direct as e:
             self.refuse(f"command not served: {e}")
         self.material = cmd.key_material(env)
-        if command.server_base(self.material, env) != os.fsencode(self.base):
+        if command.server_key(self.material) != self.files.key:
             self.refuse("client and server disagree on the command's key")
         self.command = cmd
         path0 = {b"m": record["cwd"], b"c": b"", b"s": os.path.dirname(cmd.script or b"")}
@@ -217,7 +246,7 @@ class Server:
         by a client that raced it) has nothing to do."""
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(self.sock_path)
+            probe.connect(self.files.address())
             return True
         except OSError:
             return False
@@ -227,27 +256,29 @@ class Server:
     def listen(self):
         if self.already_served():
             log("another server already serves this command")
-            _unlink(self.base + ".lock")
+            self.files.unlink(".lock")
             sys.exit(0)
-        tmp = f"{self.sock_path}.{os.getpid()}"
-        _unlink(tmp)
+        tmp = f".sock.{os.getpid()}"
+        self.files.unlink(tmp)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind(tmp)
+        # Created 0600 whatever the umask: the directory is 0700 already.
+        old_umask = os.umask(0o177)
+        try:
+            s.bind(self.files.address(tmp))
+        finally:
+            os.umask(old_umask)
         s.listen(64)
-        os.rename(tmp, self.sock_path)
-        self.sock_id = _file_id(self.sock_path)
+        self.files.dir.rename(self.files.name(tmp), self.files.name(".sock"))
+        self.sock_id = self.files.file_id(".sock")
         self.listener = s
-        _unlink(self.base + ".lock")
-        _unlink(self.base + ".refused")
+        self.files.unlink(".lock")
+        self.files.unlink(".refused")
         import json
         info = {"pid": os.getpid(), "argv": [os.fsdecode(a) for a in self.command.argv],
                 "cwd": os.fsdecode(self.command.cwd), "started": time.time(),
                 "modules": self.preloaded, "watched": len(self.watch),
                 "python": sys.version.split()[0]}
-        tmp = f"{self.base}.json.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(info, f)
-        os.rename(tmp, self.base + ".json")
+        self.files.write(".json", json.dumps(info).encode())
 
     # -- 3. serving ---------------------------------------------------------
 
@@ -286,7 +317,8 @@ class Server:
             if not self.workers and time.monotonic() - last > self.idle:
                 log("idle timeout")
                 break
-            if not self.retiring and _file_id(self.sock_path) != self.sock_id:
+            if (not self.retiring
+                    and self.files.file_id(".sock") != self.sock_id):
                 log("socket replaced or removed")
                 self.retire(unlink=False)
         self.shutdown()
@@ -457,20 +489,19 @@ class Server:
         """Serve no more launches; exit once the running ones have ended."""
         self.retiring = True
         self.drop_spare()
-        if unlink and _file_id(self.sock_path) == self.sock_id:
-            _unlink(self.sock_path)
+        if unlink and self.files.file_id(".sock") == self.sock_id:
+            self.files.unlink(".sock")
         self.selector.unregister(self.listener)
         self.listener.close()
 
     def shutdown(self):
         self.drop_spare()
-        if not self.retiring and _file_id(self.sock_path) == self.sock_id:
-            _unlink(self.sock_path)
+        if not self.retiring and self.files.file_id(".sock") == self.sock_id:
+            self.files.unlink(".sock")
         try:
             import json
-            with open(self.base + ".json") as f:
-                if json.load(f).get("pid") == os.getpid():
-                    _unlink(self.base + ".json")
+            if json.loads(self.files.read(".json")).get("pid") == os.getpid():
+                self.files.unlink(".json")
         except (OSError, ValueError):
             pass
         log("exiting")
@@ -483,6 +514,7 @@ class Server:
         for fd in self.wakeup:
             os.close(fd)
         self.watch.close()
+        self.files.close()
         for conn in self.workers.values():
             conn.close()
         self.workers.clear()
@@ -684,14 +716,17 @@ def log(msg):
 
 
 def main():
-    base = sys.argv[1]
-    server = Server(base)
+    try:
+        files = Files(sys.argv[1])
+    except (OSError, ValueError) as e:
+        log(f"refusing to serve: {e}")
+        sys.exit(1)
+    server = Server(files)
     if server.already_served():
-        _unlink(base + ".lock")
+        files.unlink(".lock")
         return
     try:
-        with open(base + ".preload", "rb") as f:
-            record = marshal.load(f)
+        record = marshal.loads(files.read(".preload"))
     except (OSError, EOFError, ValueError) as e:
         server.refuse(f"no readable record of the program: {e}")
     server.prepare(record)
@@ -704,29 +739,31 @@ def main():
 
 def servers(env=None):
     """[(base, info dict or None, state)] for every server this user has."""
-    import glob
     import json
     d = command.server_dir(env if env is not None else os.environb)
     if d is None:
         return []
     out = []
-    bases = {p.rsplit(".", 1)[0] for pat in ("*.json", "*.refused", "*.sock")
-             for p in glob.glob(os.path.join(os.fsdecode(d), pat))}
-    for base in sorted(bases):
-        info = None
-        try:
-            with open(base + ".json") as f:
-                info = json.load(f)
-        except (OSError, ValueError):
-            pass
-        if os.path.exists(base + ".refused"):
-            with open(base + ".refused") as f:
-                state = "refused: " + f.read().strip()
-        elif info and _alive(info["pid"]):
-            state = "running"
-        else:
-            state = "dead"
-        out.append((base, info, state))
+    try:
+        keys = {n.split(".", 1)[0] for n in d.listdir()
+                if n.endswith((".json", ".refused", ".sock"))}
+        for key in sorted(keys):
+            info = None
+            try:
+                info = json.loads(d.read(key + ".json"))
+            except (OSError, ValueError):
+                pass
+            try:
+                why = d.read(key + ".refused").decode(errors="replace")
+                state = "refused: " + why.strip()
+            except OSError:
+                if info and _alive(info["pid"]):
+                    state = "running"
+                else:
+                    state = "dead"
+            out.append((d.join(key), info, state))
+    finally:
+        d.close()
     return out
 
 
@@ -763,11 +800,14 @@ def _alive(pid):
 
 def stop(base):
     """Stop one server; True if one was running."""
-    _unlink(base + ".refused")
+    files = Files(base)
     try:
+        files.unlink(".refused")
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
-        s.connect(base + ".sock")
+        s.connect(files.address())
+        if not _peer_is_us(s):
+            return False
         worker.send(s, b"STOP")
         s.recv(8)
         s.close()
@@ -776,15 +816,26 @@ def stop(base):
         if e.errno not in (errno.ENOENT, errno.ECONNREFUSED, None):
             raise
         return False
+    finally:
+        files.close()
+
+
+def _peer_is_us(conn):
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                            struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1] == os.getuid()
 
 
 def restart(base):
     """Stop a server and start a fresh one from its saved record."""
     stop(base)
-    with open(base + ".preload", "rb") as f:
-        record = marshal.load(f)
-    for _ in range(50):
-        if not os.path.exists(base + ".sock"):
-            break
-        time.sleep(0.02)
-    spawn(base, record)
+    files = Files(base)
+    try:
+        record = marshal.loads(files.read(".preload"))
+        for _ in range(50):
+            if not files.exists(".sock"):
+                break
+            time.sleep(0.02)
+        spawn(files, record)
+    finally:
+        files.close()
