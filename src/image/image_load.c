@@ -206,6 +206,19 @@ ws_image_open(ws_image *img, const char *path)
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
         goto fail;
     }
+    /* Code from the image runs as us: another user who can change the
+       file could make it run anything.  Root and we may own it; nobody
+       else may write it.  (The fuzz target's memfd is 0777.) */
+    if (!WS_FUZZING && st.st_uid != getuid() && st.st_uid != 0) {
+        PyErr_Format(ws_ImageError, "%s: image is owned by uid %u, not by "
+                     "this user or root", path, (unsigned)st.st_uid);
+        goto fail;
+    }
+    if (!WS_FUZZING && (st.st_mode & 022)) {
+        PyErr_Format(ws_ImageError, "%s: image is writable by other users "
+                     "(mode %o)", path, (unsigned)(st.st_mode & 07777));
+        goto fail;
+    }
     if (!S_ISREG(st.st_mode)
         || (uint64_t)st.st_size < sizeof(struct ws_header)) {
         PyErr_Format(ws_ImageError, "%s: not a warmstart image (too small)",

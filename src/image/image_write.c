@@ -788,7 +788,11 @@ write_file(writer *w, PyObject *path)
         goto done;
     }
     const char *tmp_c = PyBytes_AS_STRING(tmp_b);
-    fd = open(tmp_c, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A name of our own, never a file or symlink someone left there: a
+       leftover of a dead process with our pid is removed first. */
+    unlink(tmp_c);
+    fd = open(tmp_c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              0644);
     if (fd < 0) {
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, tmp);
         goto done;

@@ -97,29 +97,70 @@ class _PathSnapshot:
         return None
 
 
+def _open_cache(create):
+    """The cache directory, opened and checked (privdir.py: ours, nobody
+    else can write it or a directory above it), or None.  A cache that
+    another user could have planted an image in is ignored with one
+    warning line; one that cannot be created, silently."""
+    from . import privdir
+    d = cache_dir()
+    try:
+        return privdir.PrivateDir(d, 0o022, create)
+    except privdir.Unsafe as e:
+        from .importer import warn
+        warn(f"not using the cache directory {d!r}: {e}")
+    except OSError as e:
+        from .importer import verbose, warn
+        if verbose():
+            warn(f"no cache directory {d!r}: {e}")
+    return None
+
+
+def _own_file(cache, name):
+    """Is name in cache a regular file of ours that no one else can
+    write?  (The loader checks the image it opens as well, but allows
+    root's images, which an image someone put into our cache is not.)"""
+    import stat
+    st = cache.stat(name)
+    if st is None:
+        return False
+    if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & 0o022):
+        from .importer import warn
+        warn(f"ignoring {cache.join(name)!r}: not a file of this user's "
+             f"that only this user can write")
+        return False
+    return True
+
+
 def start(entry, sys_path):
     from . import importer
-    key = cache_key(entry, sys_path)
-    d = cache_dir()
-    path = os.path.join(d, key + ".img")
-    finder = None
-    if os.path.exists(path):
-        try:
-            finder = importer.ImageFinder(importer._image.Image(path))
-        except (OSError, importer.ImageError, ValueError, KeyError, EOFError):
-            finder = None           # rewritten at exit
-        else:
-            importer.install(finder)
+    cache = _open_cache(create=True)
+    if cache is None:
+        return
+    try:
+        name = cache_key(entry, sys_path) + ".img"
+        path = cache.join(name)
+        finder = None
+        if _own_file(cache, name):
+            try:
+                finder = importer.ImageFinder(importer._image.Image(path))
+            except (OSError, importer.ImageError, ValueError, KeyError,
+                    EOFError):
+                finder = None           # rewritten at exit
+            else:
+                importer.install(finder)
+    finally:
+        cache.close()           # no descriptor of ours while the program runs
     snapshot = _PathSnapshot()
     sys.meta_path.append(snapshot)
     import atexit
     atexit.register(_at_exit, path, finder, snapshot)
 
 
-def _skip_list(path):
+def _skip_list(cache, name):
     try:
-        with open(path + ".skip", "rb") as f:
-            return set(marshal.load(f))
+        return set(marshal.loads(cache.read(name + ".skip")))
     except (OSError, EOFError, ValueError, TypeError):
         return set()
 
@@ -128,46 +169,56 @@ def _at_exit(path, finder, snapshot):
     from . import build
     found, pkg_paths, _ = build.modules_from_run(sys.modules)
     served = finder.served if finder is not None else set()
-    skipped = _skip_list(path)
-    missing = [m for m in found if m[0] not in served and m[0] not in skipped]
-    if not missing:
+    cache = _open_cache(create=False)
+    if cache is None:
         return
-    sys_path = snapshot.sys_path if snapshot.sys_path is not None else sys.path
-    cwd = snapshot.cwd or os.getcwd()
-    job = {"out": path, "modules": found, "pkg_paths": pkg_paths,
-           "extensions": build.extensions_from_run(sys.modules),
-           "sys_path": [p for p in sys_path if isinstance(p, str)],
-           "cwd": cwd, "optimize": sys.flags.optimize}
+    name = os.path.basename(path)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        job_file = "%s.job.%d" % (path, os.getpid())
-        with open(job_file, "wb") as f:
+        skipped = _skip_list(cache, name)
+        missing = [m for m in found
+                   if m[0] not in served and m[0] not in skipped]
+        if not missing:
+            return
+        sys_path = (snapshot.sys_path if snapshot.sys_path is not None
+                    else sys.path)
+        cwd = snapshot.cwd or os.getcwd()
+        job = {"out": path, "modules": found, "pkg_paths": pkg_paths,
+               "extensions": build.extensions_from_run(sys.modules),
+               "sys_path": [p for p in sys_path if isinstance(p, str)],
+               "cwd": cwd, "optimize": sys.flags.optimize}
+        job_name = "%s.job.%d" % (name, os.getpid())
+        with os.fdopen(cache.create_fresh(job_name), "wb") as f:
             marshal.dump(job, f)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("WARMSTART") or k == "WARMSTART_CACHE"}
         # The image is written by another process, after this one exits.
-        os.posix_spawn(sys.executable,
-                       [sys.executable, "-m", "warmstart.auto", job_file], env)
+        os.posix_spawn(sys.executable, [sys.executable, "-m", "warmstart.auto",
+                                        cache.join(job_name)], env)
     except OSError as e:
         from .importer import verbose, warn
         if verbose():
             warn(f"cannot write cache image {path!r}: {e}")
+    finally:
+        cache.close()
 
 
-def _write(job_file):
-    """Entry point of the writer process."""
-    with open(job_file, "rb") as f:
-        job = marshal.load(f)
-    os.unlink(job_file)
+def _write(job_path):
+    """Entry point of the writer process: the job file and the image are
+    in the cache directory, opened and checked again here."""
+    from . import privdir
+    d, job_name = os.path.split(job_path)
+    cache = privdir.PrivateDir(d, 0o022, create=False)
+    job = marshal.loads(cache.read(job_name))
+    cache.unlink(job_name)
+    name = os.path.basename(job["out"])
     from . import build
-    summary = build.write(job["out"], job["modules"], sys_path=job["sys_path"],
-                          cwd=job["cwd"], pkg_paths=job["pkg_paths"],
+    summary = build.write(cache.join(name), job["modules"],
+                          sys_path=job["sys_path"], cwd=job["cwd"],
+                          pkg_paths=job["pkg_paths"],
                           optimize=job["optimize"], from_run=True,
                           extensions=job.get("extensions", ()))
-    tmp = "%s.skip.%d" % (job["out"], os.getpid())
-    with open(tmp, "wb") as f:
-        marshal.dump([name for name, _ in summary["skipped"]], f)
-    os.replace(tmp, job["out"] + ".skip")
+    cache.write(name + ".skip",
+                marshal.dumps([n for n, _ in summary["skipped"]]))
 
 
 if __name__ == "__main__":

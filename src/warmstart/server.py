@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-from . import command, privdir, worker
+from . import command, confinement, privdir, worker
 
 MAX_MESSAGE = 1 << 20
 DEFAULT_IDLE = 600
@@ -201,6 +201,7 @@ class Server:
                 self.program_signals[sig] = signal.getsignal(sig)
             except (OSError, ValueError):
                 pass
+        self.identity = confinement.prepare()
         self.watch = Watch(_watched_paths())
         self.preloaded = len(sys.modules)
         gc.collect()

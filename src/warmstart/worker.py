@@ -16,6 +16,8 @@ import struct
 import sys
 import types
 
+from . import confinement
+
 EXITED, SIGNALED = 0, 1
 RLIM_UNSIGNED_INFINITY = 2 ** 64 - 1
 
@@ -53,7 +55,7 @@ def run(server, conn, request, fds, left=False):
         try:
             if not left:
                 _leave_server(server)
-            _take_over(server, request, fds)
+            _take_over(server, conn, request, fds)
         except Refuse as e:
             send(conn, b"NOPE", str(e).encode())
             os._exit(0)
@@ -89,7 +91,15 @@ def _leave_server(server):
             pass
 
 
-def _take_over(server, request, fds):
+def _take_over(server, conn, request, fds):
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                            struct.calcsize("3i"))
+    client = struct.unpack("3i", creds)[0]
+    try:
+        confinement.check(server.identity, client)
+        confinement.take_over(client)
+    except confinement.Differs as e:
+        raise Refuse(str(e))
     for target, fd in enumerate(fds):
         if fd != target:
             os.dup2(fd, target)
