@@ -4,6 +4,13 @@
    length (uint32, host order: both ends run on one machine) -- followed
    by the payload.
 
+   Both ends check who the other is before anything else: the server
+   serves only its own uid (SO_PEERCRED of the client); the client sends
+   RUN only to a socket whose listener has its uid, and takes the pid of
+   a PID reply only if /proc shows that process as the listener's child.
+   The worker then compares the client's credentials and confinement with
+   its own (src/warmstart/confinement.py) and answers NOPE if they differ.
+
    client -> server
      "RUN "  the launch.  Payload: NUL-terminated fields
                protocol version ("1"), umask (octal), cwd,
@@ -12,7 +19,8 @@
                RLIM_INFINITY as its unsigned value)
              with the client's fds 0, 1 and 2 attached (SCM_RIGHTS) to
              the header.
-     "STOP"  management: the server removes its socket and exits.
+     "STOP"  management: the server answers BYE, removes its socket and
+             exits.
 
    server or worker -> client
      "NOPE"  not served (stale server, another command, a limit that
@@ -24,7 +32,8 @@
              and the code or signal number (uint32).  The worker sends it
              on a normal exit; the server sends it when it reaps a worker
              (which covers death by a signal and os._exit).  The first
-             one counts. */
+             one counts.
+     "BYE "  the answer to STOP; no payload. */
 #ifndef WS_PROTOCOL_H
 #define WS_PROTOCOL_H
 
