@@ -94,12 +94,15 @@ except TypeError:
 print(repr(_image.PendingFinder.__new__(_image.PendingFinder)))
 os.environ["WARMSTART_IMAGE"] = sys.argv[1]
 assert _image.boot() and _image.boot()          # the first answer stands
-pending = sys.meta_path[0]
-assert type(pending) is _image.PendingFinder and pending.finder is None
+from importlib.machinery import PathFinder
+at = [type(f) for f in sys.meta_path].index(_image.PendingFinder)
+pending = sys.meta_path[at]
+assert sys.meta_path[at + 1] is PathFinder      # asked right before it
+assert pending.finder is None
 import fractions                                # not in the image
-assert sys.meta_path[0] is pending and pending.finder is None
+assert sys.meta_path[at] is pending and pending.finder is None
 import colorsys                                 # in it: the finder takes over
-finder = sys.meta_path[0]
+finder = sys.meta_path[at]
 assert type(finder).__name__ == "ImageFinder" and pending.finder is finder
 assert finder.served == {"colorsys"}, finder.served
 assert pending.find_spec("colorsys").origin == colorsys.__file__

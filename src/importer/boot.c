@@ -2,8 +2,8 @@
  *
  * 00-warmstart.pth loads this extension straight from its own directory
  * (no search of sys.path) and calls boot().  When the only request is
- * WARMSTART_IMAGE, boot() opens the image and puts a PendingFinder first
- * on sys.meta_path.  The PendingFinder answers None, from the image's own
+ * WARMSTART_IMAGE, boot() opens the image and puts a PendingFinder on
+ * sys.meta_path, right before PathFinder.  The PendingFinder answers None, from the image's own
  * index, for every module the image does not hold; on the first one it
  * holds, it imports warmstart.importer, whose _take_over() puts the real
  * ImageFinder in its place, and hands the request on.  A program that
@@ -235,6 +235,25 @@ static const char *const python_boot_vars[] = {
     "WARMSTART_PROFILE", NULL,
 };
 
+/* Where PathFinder is on meta_path (its length if it is not there); -1
+   with an exception set on failure. */
+static Py_ssize_t
+path_finder_index(PyObject *meta_path)
+{
+    PyObject *ext = PyImport_ImportModule("_frozen_importlib_external");
+    PyObject *pf = ext ? PyObject_GetAttrString(ext, "PathFinder") : NULL;
+    Py_XDECREF(ext);
+    if (pf == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(meta_path), i = 0;
+    while (i < n && PyList_GET_ITEM(meta_path, i) != pf) {
+        i++;
+    }
+    Py_DECREF(pf);
+    return i;
+}
+
 static int
 boot_here(PyObject *module)
 {
@@ -265,7 +284,10 @@ boot_here(PyObject *module)
     PyObject *meta_path = PySys_GetObject("meta_path");     /* borrowed */
     int r = -1;
     if (meta_path != NULL && PyList_Check(meta_path)) {
-        r = PyList_Insert(meta_path, 0, pending) < 0 ? -1 : 1;
+        /* Right before PathFinder: every finder the normal import asks
+           first is still asked first (importer.py, _place). */
+        Py_ssize_t at = path_finder_index(meta_path);
+        r = at < 0 ? -1 : PyList_Insert(meta_path, at, pending) < 0 ? -1 : 1;
     }
     else {
         PyErr_SetString(PyExc_RuntimeError, "sys.meta_path is not a list");

@@ -1,7 +1,10 @@
 """Serving imports from a code image (tier 2).
 
-An ImageFinder placed first on sys.meta_path answers for the modules an
-image holds.  It returns exactly the spec the normal path finder would --
+An ImageFinder placed on sys.meta_path right before PathFinder answers
+for the modules an image holds, and only while PathFinder follows it:
+every finder the normal import asks before PathFinder (a package's own
+alias finder, say) is asked first, and one inserted between the two
+makes the image step aside.  It returns exactly the spec the normal path finder would --
 same origin, cached, submodule_search_locations, parent -- with a loader
 that is a plain SourceFileLoader whose get_code() takes the code from the
 image instead of reading, validating and unmarshalling the .pyc.  Everything else (get_source, resources, linecache, tracebacks,
@@ -154,6 +157,7 @@ class ImageFinder:
             image.chunk_threshold = 0 if record.get("from_run") else 1 << 18
         self.path_hooks = list(sys.path_hooks)
         self._dir_ok = {}
+        self._at = -1               # our place on sys.meta_path, last seen
         self._info = {}
         self.served = set()
         self.searched = set()       # served after a full path search
@@ -171,6 +175,12 @@ class ImageFinder:
 
     # -- the import protocol -------------------------------------------
     def find_spec(self, fullname, path=None, target=None):
+        mp = sys.meta_path
+        i = self._at
+        if not (i + 1 < len(mp) and mp[i] is self and mp[i + 1] is PathFinder):
+            spec = self._ask_between(fullname, path, target)
+            if spec is not None:
+                return None if spec is NotImplemented else spec
         spec = self._fast(fullname, path)
         if spec is not NotImplemented:
             return spec
@@ -201,6 +211,27 @@ class ImageFinder:
 
     def invalidate_caches(self):
         self._dir_ok.clear()
+
+    def _ask_between(self, fullname, path, target):
+        """We are not right before PathFinder: the normal import would
+        ask the finders in between before PathFinder.  For a name the
+        image holds, ask them here, in order; the first spec wins, as it
+        would.  None: go on and serve.  NotImplemented: decline (no
+        PathFinder after us, so no file would be found the normal way)."""
+        mp = sys.meta_path
+        i = self._at = _index(mp, self)
+        j = _index(mp, PathFinder)
+        if i < 0 or j <= i:
+            return NotImplemented
+        if fullname not in self.entry:
+            return NotImplemented
+        for f in mp[i + 1:j]:
+            find = getattr(f, "find_spec", None)
+            spec = find(fullname, path, target) if find else None
+            if spec is not None:
+                self._fallback(fullname, f"found first by {f!r}")
+                return spec
+        return None
 
     # -- checks ----------------------------------------------------------
     def _module_info(self, fullname):
@@ -320,6 +351,20 @@ def activate(path, check=None):
     return finder
 
 
+def _index(seq, obj):
+    for i, x in enumerate(seq):
+        if x is obj:
+            return i
+    return -1
+
+
+def _place(finder):
+    """Put finder on sys.meta_path right before PathFinder (at the end if
+    PathFinder is not there: then it serves nothing)."""
+    i = _index(sys.meta_path, PathFinder)
+    sys.meta_path.insert(i if i >= 0 else len(sys.meta_path), finder)
+
+
 def activate_at_start(path):
     """activate() as the start-up hook does it: open the image now (a bad
     one is reported now), but import nothing more until the program first
@@ -327,7 +372,7 @@ def activate_at_start(path):
     for the ImageFinder until then."""
     image = _open(path)
     if image is not None:
-        sys.meta_path.insert(0, _image.PendingFinder(image))
+        _place(_image.PendingFinder(image))
 
 
 def _open(path):
@@ -371,8 +416,8 @@ def _take_over(pending, image):
 
 
 def install(finder):
-    """Put *finder* first on sys.meta_path."""
-    sys.meta_path.insert(0, finder)
+    """Put *finder* on sys.meta_path, right before PathFinder."""
+    _place(finder)
     _serving(finder)
 
 
