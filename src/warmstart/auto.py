@@ -15,6 +15,10 @@ import os
 import sys
 
 
+# A writer that has not finished after this long is taken to have died.
+WRITER_SECONDS = 300
+
+
 def cache_dir():
     d = os.environ.get("WARMSTART_CACHE")
     if not d:
@@ -155,7 +159,10 @@ def start(entry, sys_path):
     snapshot = _PathSnapshot()
     sys.meta_path.append(snapshot)
     import atexit
-    atexit.register(_at_exit, path, finder, snapshot)
+    # Imported before the image could serve them (site, encodings, us):
+    # never missing from it.
+    before = set(sys.modules)
+    atexit.register(_at_exit, path, finder, snapshot, before)
 
 
 def _skip_list(cache, name):
@@ -165,20 +172,43 @@ def _skip_list(cache, name):
         return set()
 
 
-def _at_exit(path, finder, snapshot):
+def _missing(found, finder, before, skipped):
+    """The modules this run imported that the image should have served
+    and did not: not in it (new), or in it and refused (stale).  Not:
+    what was imported before the image was active, __main__, warmstart's
+    own modules, what the writer could not store, and modules of the
+    image that another finder answered for (an import hook's alias)."""
+    out = []
+    for m in found:
+        name = m[0]
+        if (name in before or name == "__main__" or name in skipped
+                or name == "warmstart" or name.startswith("warmstart.")):
+            continue
+        if finder is None or name not in finder.entry \
+                or name in finder.fallbacks:
+            out.append(m)
+    return out
+
+
+def _at_exit(path, finder, snapshot, before):
     from . import build
     found, pkg_paths, _ = build.modules_from_run(sys.modules)
-    served = finder.served if finder is not None else set()
     cache = _open_cache(create=False)
     if cache is None:
         return
     name = os.path.basename(path)
+    job_name = None
     try:
-        skipped = _skip_list(cache, name)
-        missing = [m for m in found
-                   if m[0] not in served and m[0] not in skipped]
-        if not missing:
+        if not _missing(found, finder, before, _skip_list(cache, name)):
             return
+        # One writer per image: another one at work makes this one moot.
+        st = cache.stat(name + ".writing")
+        if st is not None:
+            import time
+            if time.time() - st.st_mtime < WRITER_SECONDS:
+                return
+            cache.unlink(name + ".writing")
+        os.close(cache.create(name + ".writing"))
         sys_path = (snapshot.sys_path if snapshot.sys_path is not None
                     else sys.path)
         cwd = snapshot.cwd or os.getcwd()
@@ -191,34 +221,72 @@ def _at_exit(path, finder, snapshot):
             marshal.dump(job, f)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("WARMSTART") or k == "WARMSTART_CACHE"}
-        # The image is written by another process, after this one exits.
+        # The image is written by another process, after this one exits,
+        # in a session of its own and holding none of our descriptors:
+        # whoever reads this program's output through a pipe gets its
+        # end-of-file when the program exits, not when the writer does.
+        actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull,
+                    os.O_RDWR, 0) for fd in (0, 1, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
         os.posix_spawn(sys.executable, [sys.executable, "-m", "warmstart.auto",
-                                        cache.join(job_name)], env)
+                                        cache.join(job_name)], env,
+                       file_actions=actions, setsid=True)
+        job_name = None
     except OSError as e:
         from .importer import verbose, warn
         if verbose():
             warn(f"cannot write cache image {path!r}: {e}")
+        # Nothing left behind (a full disk, say).
+        if job_name is not None:
+            cache.unlink(job_name)
+            cache.unlink(name + ".writing")
     finally:
         cache.close()
+
+
+def _inheritable_fds():
+    """Descriptors above 2 that a spawned process would inherit."""
+    out = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for n in names:
+        fd = int(n)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    out.append(fd)
+            except OSError:
+                pass
+    return out
 
 
 def _write(job_path):
     """Entry point of the writer process: the job file and the image are
     in the cache directory, opened and checked again here."""
     from . import privdir
+    try:
+        os.nice(10)             # a background job: the user's work first
+    except OSError:
+        pass
     d, job_name = os.path.split(job_path)
     cache = privdir.PrivateDir(d, 0o022, create=False)
-    job = marshal.loads(cache.read(job_name))
-    cache.unlink(job_name)
-    name = os.path.basename(job["out"])
-    from . import build
-    summary = build.write(cache.join(name), job["modules"],
-                          sys_path=job["sys_path"], cwd=job["cwd"],
-                          pkg_paths=job["pkg_paths"],
-                          optimize=job["optimize"], from_run=True,
-                          extensions=job.get("extensions", ()))
-    cache.write(name + ".skip",
-                marshal.dumps([n for n, _ in summary["skipped"]]))
+    try:
+        job = marshal.loads(cache.read(job_name))
+        cache.unlink(job_name)
+        name = os.path.basename(job["out"])
+        from . import build
+        summary = build.write(cache.join(name), job["modules"],
+                              sys_path=job["sys_path"], cwd=job["cwd"],
+                              pkg_paths=job["pkg_paths"],
+                              optimize=job["optimize"], from_run=True,
+                              extensions=job.get("extensions", ()))
+        cache.write(name + ".skip",
+                    marshal.dumps([n for n, _ in summary["skipped"]]))
+    finally:
+        cache.unlink(job_name)
+        cache.unlink(job_name.split(".job.")[0] + ".writing")
 
 
 if __name__ == "__main__":
