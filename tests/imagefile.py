@@ -6,7 +6,7 @@ import struct
 from warmstart import _image
 
 HEADER = struct.Struct("<8sII IIII16sI64I 4x QQ 18Q IIII QQ")
-MODULE = struct.Struct("<IIIIII QQQQ qQQ QQ")
+MODULE = struct.Struct("<IIIIII QQQQ qQQQQ QQ")
 ATOM = struct.Struct("<II")
 SECTIONS = ("modules", "index", "names", "atoms", "atomidx", "heap", "reloc",
             "atomcheck", "meta")
@@ -15,7 +15,7 @@ PAGE = 4096
 # enum ws_ref_kind / ws_type / ws_const
 HEAP, ATOMREF, CONST, TYPE, FROZENSET = range(5)
 T_CODE, T_TUPLE = 1, 2
-assert HEADER.size == 504 and MODULE.size == 96
+assert HEADER.size == 504 and MODULE.size == 112
 
 
 class ImageFile:
@@ -43,7 +43,8 @@ class ImageFile:
         v = MODULE.unpack_from(self.data, self.module_offset(i))
         keys = ("name_off", "name_len", "origin_off", "origin_len", "flags",
                 "n_code", "seg_off", "seg_size", "reloc_off", "root_off",
-                "mtime", "size", "hash", "seg_check", "entry_check")
+                "mtime", "size", "dev", "ino", "hash", "seg_check",
+                "entry_check")
         return dict(zip(keys, v))
 
     def set_module(self, i, **fields):

@@ -141,3 +141,263 @@ def test_auto_writer_detached_and_second_run_served(tmp_path):
         assert (os.stat(img).st_ino, os.stat(img).st_mtime_ns) == ident
     assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == \
         ["img", "img.skip"]
+
+
+# -- the warm server -------------------------------------------------------
+
+from test_server import (CLIENT, _kill_servers, direct, env, launch,  # noqa
+                         server_info, warm)
+
+SH = "/bin/sh"
+
+
+def _sh(script, env, cwd, timeout=60):
+    return subprocess.run([SH, "-c", script], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _served_pid(args, env, cwd):
+    return warm(args, env, cwd)
+
+
+def test_descriptors_beyond_2_are_the_callers(env, tmp_path):
+    """3>file and 4<file are the launch's own, served or not; a program
+    writing to a descriptor it was not given gets EBADF in both."""
+    prog = tmp_path / "fds.py"
+    prog.write_text(
+        "import os, sys\n"
+        "os.write(3, b'to three ' + sys.argv[1].encode() + b'\\n')\n"
+        "print(os.read(4, 100).decode().strip(), os.getppid())\n"
+        "try:\n    os.write(9, b'x')\nexcept OSError as e:\n"
+        "    print('fd 9:', e.errno)\n")
+    (tmp_path / "in1").write_text("first\n")
+    (tmp_path / "in2").write_text("second\n")
+    server = warm([str(prog), "0"], env, str(tmp_path))
+    outs = []
+    for n in (1, 2):
+        cmd = f"{CLIENT} -- {PY} {prog} {n} 3>out{n} 4<in{n}"
+        r = _sh(cmd, env, str(tmp_path))
+        d = _sh(f"{PY} {prog} {n} 3>direct{n} 4<in{n}", env, str(tmp_path))
+        first, ppid = r.stdout.split("\n")[0].rsplit(" ", 1)
+        assert ppid == str(server), r          # served
+        assert first == d.stdout.split("\n")[0].rsplit(" ", 1)[0]
+        assert r.stdout.split("\n")[1] == d.stdout.split("\n")[1] == "fd 9: 9"
+        assert (tmp_path / f"out{n}").read_text() == \
+            (tmp_path / f"direct{n}").read_text() == f"to three {n}\n"
+        outs.append(first)
+    assert outs == ["first", "second"]
+
+
+def test_recording_run_does_not_keep_the_callers_pipe(env, tmp_path):
+    """( warmstart-exec ... 3>&1 ) | cat ends when the program does: the
+    server it starts holds none of the first launch's descriptors."""
+    (tmp_path / "p.py").write_text("print('hi')\n")
+    import time
+    t0 = time.monotonic()
+    r = _sh(f"( {CLIENT} -- {PY} p.py 3>&1 ) | cat", env, str(tmp_path),
+            timeout=30)
+    assert r.stdout == "hi\n" and time.monotonic() - t0 < 10
+    time.sleep(1)
+    # And the next launch, handed that fd again, is served.
+    server = warm(["p.py"], env, str(tmp_path))
+    assert server
+
+
+SIGNALS = """\
+import os, signal, sys
+print(signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGINT),
+      sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+"""
+
+
+@pytest.mark.parametrize("how", ["nohup", "background", "blocked"])
+def test_signal_dispositions_are_the_callers(env, tmp_path, how):
+    prog = tmp_path / "sig.py"
+    prog.write_text(SIGNALS)
+    warm([str(prog)], env, str(tmp_path))
+    import signal as sig
+    kw = {}
+    if how == "nohup":
+        pre = "trap '' HUP; "
+        post = ""
+    elif how == "background":
+        pre, post = "", " & wait"      # SIGINT, SIGQUIT ignored there
+    else:
+        pre = post = ""
+        kw["preexec_fn"] = lambda: sig.pthread_sigmask(sig.SIG_BLOCK,
+                                                       {sig.SIGUSR1})
+    results = []
+    for cmd in (f"{CLIENT} -- {PY} {prog}", f"{PY} {prog}"):
+        results.append(subprocess.run(
+            [SH, "-c", pre + cmd + post], env=env, cwd=str(tmp_path),
+            capture_output=True, text=True, timeout=60, **kw))
+    served, plain = results
+    assert (served.returncode, served.stdout, served.stderr) == \
+        (plain.returncode, plain.stdout, plain.stderr)
+
+
+@pytest.mark.parametrize("code", ["2**100", "2**40+3", "-1", "True", "'x'"])
+def test_exit_status_of_sys_exit(env, tmp_path, code):
+    prog = tmp_path / "ex.py"
+    prog.write_text(f"import sys\nsys.exit({code})\n")
+    warm([str(prog)], env, str(tmp_path))
+    r = launch([str(prog)], env, str(tmp_path))
+    d = direct([str(prog)], env, str(tmp_path))
+    assert (r.returncode, r.stdout, r.stderr) == \
+        (d.returncode, d.stdout, d.stderr)
+
+
+def test_importtime_runs_directly(env, tmp_path):
+    args = ["-X", "importtime", "-c", "import json"]
+    out = subprocess.run([CLIENT, "--explain", "--", PY, *args], env=env,
+                         capture_output=True, text=True).stdout
+    assert out.startswith("direct: -X importtime")
+    for _ in range(2):
+        r = launch(args, env, str(tmp_path))
+        assert "import time:" in r.stderr and "json" in r.stderr
+    e = dict(env, PYTHONPROFILEIMPORTTIME="1")
+    r = launch(["-c", "import json"], e, str(tmp_path))
+    assert "import time:" in r.stderr
+
+
+LOCALE = """\
+import locale, os, sys
+print(os.environ.get("LC_CTYPE"), sys.stdout.encoding,
+      locale.setlocale(locale.LC_CTYPE), os.getppid())
+"""
+
+
+def test_c_locale_is_served(env, tmp_path):
+    """LANG=C without LC_ALL (containers, cron): Python coerces the locale
+    at start-up (PEP 538), and the warm tier still works, with the
+    coerced locale as a direct run has it."""
+    prog = tmp_path / "loc.py"
+    prog.write_text(LOCALE)
+    e = {k: v for k, v in env.items() if not k.startswith("LC_")}
+    e["LANG"] = "C"
+    e.pop("LANGUAGE", None)
+    server = warm([str(prog)], e, str(tmp_path))
+    r = launch([str(prog)], e, str(tmp_path))
+    d = direct([str(prog)], e, str(tmp_path))
+    assert r.stdout.split()[:3] == d.stdout.split()[:3]
+    assert r.stdout.split()[3] == str(server)
+
+
+def test_argv_bound_at_import_is_the_launchs(env, tmp_path):
+    """A default argument bound to sys.argv at import (as some CLIs do)
+    sees each launch's arguments: the list is updated in place."""
+    (tmp_path / "cli.py").write_text(
+        "import sys\ndef main(argv=sys.argv, orig=sys.orig_argv):\n"
+        "    print(argv[1:], orig[-1])\n")
+    (tmp_path / "run.py").write_text("import cli, os\ncli.main()\n"
+                                     "print(os.getppid())\n")
+    server = warm(["run.py", "first"], env, str(tmp_path))
+    for arg in ("second", "third"):
+        r = launch(["run.py", arg], env, str(tmp_path))
+        assert r.stdout.split("\n")[:2] == [f"['{arg}'] {arg}", str(server)]
+
+
+def test_source_edited_while_the_server_preloads(env, tmp_path):
+    """An edit made while a new server imports is never served stale."""
+    import time
+    (tmp_path / "other.py").write_text("VALUE = 'old'\n")
+    (tmp_path / "slow.py").write_text(
+        "import time\ntime.sleep(1.5)\n")
+    (tmp_path / "prog.py").write_text(
+        "import other, slow\nprint(other.VALUE)\n")
+    r = launch(["prog.py"], env, str(tmp_path))     # records; server starts
+    assert r.stdout == "old\n"
+    time.sleep(0.6)                 # the server sleeps in slow.py's import
+    (tmp_path / "other.py").write_text("VALUE = 'new'\n")
+    time.sleep(2.5)
+    for _ in range(3):
+        r = launch(["prog.py"], env, str(tmp_path))
+        assert r.stdout == "new\n"
+
+
+def test_variable_read_at_import_is_the_launchs(env, tmp_path):
+    """A module that reads a variable at import (a config mode) gives each
+    launch its own value: a launch with another value is not served from
+    state made with the first one."""
+    (tmp_path / "config.py").write_text(
+        "import os\nMODE = os.environ.get('APP_MODE', 'prod')\n")
+    (tmp_path / "app.py").write_text(
+        "import config, os\nprint(config.MODE, os.getppid())\n")
+    server = warm(["app.py"], env, str(tmp_path))
+    for mode, served in (("staging", False), (None, True), ("prod", False)):
+        e = dict(env)
+        if mode:
+            e["APP_MODE"] = mode
+        r = launch(["app.py"], e, str(tmp_path))
+        d = direct(["app.py"], e, str(tmp_path))
+        assert r.stdout.split()[0] == d.stdout.split()[0] == (mode or "prod")
+        assert (r.stdout.split()[1] == str(server)) == served, (mode, r)
+
+
+def test_terminal_asked_at_import(env, tmp_path):
+    """A module that asks at import whether stdout is a terminal (colours)
+    gets the launch's answer: on a terminal, and through a pipe."""
+    from test_server import _pty_run, _read_for, _warm_on_a_terminal
+    (tmp_path / "colour.py").write_text(
+        "import shutil, sys\nCOLOUR = sys.stdout.isatty()\n"
+        "SIZE = shutil.get_terminal_size()\n")
+    (tmp_path / "show.py").write_text(
+        "import colour, os\nprint('colour', colour.COLOUR, os.getppid())\n")
+    server = _warm_on_a_terminal(["show.py"], env, tmp_path)
+
+    def read(fd, pid):
+        out = _read_for(fd, 3)
+        os.waitpid(pid, 0)
+        return out
+    out = _pty_run(["show.py"], env, str(tmp_path), read)
+    assert f"colour True {server}".encode() in out, out
+    r = launch(["show.py"], env, str(tmp_path))
+    assert r.stdout.split()[:2] == ["colour", "False"]
+
+
+def test_a_silent_connection_does_not_hold_up_launches(env, tmp_path):
+    import socket
+    import time
+    (tmp_path / "p.py").write_text("import os\nprint(os.getppid())\n")
+    server = warm(["p.py"], env, str(tmp_path))
+    base = json_base(env, "p.py")
+    idle = socket.socket(socket.AF_UNIX)
+    idle.connect(base + ".sock")        # and says nothing
+    try:
+        t0 = time.monotonic()
+        r = launch(["p.py"], env, str(tmp_path))
+        assert r.stdout.strip() == str(server)
+        assert time.monotonic() - t0 < 5
+    finally:
+        idle.close()
+
+
+def json_base(env, script):
+    import json
+    d = env["WARMSTART_SERVER_DIR"]
+    for n in os.listdir(d):
+        if n.endswith(".json"):
+            with open(os.path.join(d, n)) as f:
+                if json.load(f)["argv"][1:2] == [script]:
+                    return os.path.join(d, n[:-5])
+    raise AssertionError("no server for " + script)
+
+
+def test_servers_per_user_are_capped(env, tmp_path):
+    """WARMSTART_SERVER_MAX: the least recently used server stops when
+    one more would start."""
+    import time
+    from test_server import _alive
+    env = dict(env, WARMSTART_SERVER_MAX="2")
+    pids = []
+    for n in range(3):
+        (tmp_path / f"p{n}.py").write_text("import os\nprint(os.getppid())\n")
+        pids.append(warm([f"p{n}.py"], env, str(tmp_path)))
+        time.sleep(1.1)             # distinct .json times
+    for _ in range(100):
+        if not _alive(pids[0]):
+            break
+        time.sleep(0.05)
+    assert [_alive(p) for p in pids] == [False, True, True]
+    r = launch(["p0.py"], env, str(tmp_path))
+    assert r.returncode == 0 and r.stdout.strip() != str(pids[0])

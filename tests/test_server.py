@@ -135,8 +135,10 @@ def test_key_material_agrees_with_python(env, project):
         cmd = command.Command([os.fsencode(PY)] + [a.encode() for a in args],
                               {k.encode(): v.encode() for k, v in env.items()},
                               str(project).encode())
+        # --explain's stdout and stderr are pipes; stdin is ours.
         material = cmd.key_material({k.encode(): v.encode()
-                                     for k, v in env.items()})
+                                     for k, v in env.items()},
+                                    (os.isatty(0), False, False))
         assert got["material"].encode() == material, args
         d = command.server_dir({k.encode(): v.encode()
                                 for k, v in env.items()})
@@ -732,12 +734,33 @@ def _read_for(fd, seconds):
     return buf
 
 
+def _warm_on_a_terminal(args, env, project):
+    """Launch once on a pseudo-terminal (which of fds 0-2 are terminals
+    is part of the key); the pid of the server that starts."""
+    def drain(fd, pid):
+        _read_for(fd, 3)
+        os.waitpid(pid, 0)
+    _pty_run(args, env, str(project), drain)
+    d = env["WARMSTART_SERVER_DIR"]
+    for _ in range(300):
+        for n in os.listdir(d):
+            if n.endswith(".json"):
+                try:
+                    with open(os.path.join(d, n)) as f:
+                        info = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                if info["argv"][1:2] == args[:1] and _alive(info["pid"]):
+                    return info["pid"]
+        time.sleep(0.05)
+    raise AssertionError("no server for the terminal")
+
+
 def test_pdb_pager_and_curses_on_a_terminal(env, project):
     prog = project / "inter.py"
     prog.write_text(INTERACTIVE)
     env = dict(env, TERM="xterm")
-    launch([str(prog), "quick"], env, str(project))
-    server = _wait_server([str(prog), "quick"], env, project)
+    server = _warm_on_a_terminal([str(prog), "quick"], env, project)
     for what, keys, expect in [
             ("pdb", [b"p x\n", b"c\n"], [b"(Pdb) p x\r\n41", b"after 41"]),
             ("pager", [b" ", b"q"], [b"line 30", b"pager done"]),

@@ -77,6 +77,11 @@ ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
         *why = "no current directory";
         return -1;
     }
+    if (getenv("PYTHONPROFILEIMPORTTIME")
+        && *getenv("PYTHONPROFILEIMPORTTIME")) {
+        *why = "PYTHONPROFILEIMPORTTIME is run directly";
+        return -1;
+    }
     if (find_executable(cmd, argv[0]) < 0) {
         *why = "interpreter not found on PATH";
         return -1;
@@ -121,6 +126,11 @@ ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
                         return -1;
                     }
                     arg = argv[i];
+                }
+                if (c == 'X' && strncmp(arg, "importtime", 10) == 0) {
+                    /* Its report is of the imports, which the server did. */
+                    *why = "-X importtime is run directly";
+                    return -1;
                 }
                 if (c == 'c' || c == 'm') {
                     cmd->kind = c;
@@ -209,6 +219,15 @@ ws_command_key_material(const ws_command *cmd, char **envp, size_t *len)
         err |= ws_fields_put(&b, "script=", cmd->script);
     else
         err |= ws_fields_put(&b, "cwd=", cmd->cwd);
+    {
+        /* Whether 0-2 are terminals: modules ask at import (colours,
+           prompts), and a server preloads with terminals where its
+           launches have them. */
+        char tty[4] = {isatty(0) ? '1' : '0', isatty(1) ? '1' : '0',
+                       isatty(2) ? '1' : '0', '\0'};
+
+        err |= ws_fields_put(&b, "tty=", tty);
+    }
     for (k = 0; envp[k]; k++)
         nvars += is_key_variable(envp[k]);
     vars = malloc((nvars + 1) * sizeof *vars);

@@ -2,8 +2,9 @@
 
    A warm server serves exactly one command identity: the interpreter
    (path and the file behind it), its options, the program (-m module,
-   -c code or script), the directory that becomes sys.path[0], and every
-   environment variable that changes how Python starts.  The identity is
+   -c code or script), the directory that becomes sys.path[0], which of
+   fds 0-2 are terminals, and every environment variable that changes
+   how Python starts.  The identity is
    written as "key material", a NUL-separated byte string; its checksum
    names the server's socket.  warmstart/command.py builds the same
    material from the same inputs, and the server compares the two byte for

@@ -37,6 +37,8 @@ extern char **environ;
 static const char *preload;
 static int server_dirfd = -1;          /* the server directory (privdir.h) */
 static char key[17];            /* this command's files: <key>.sock, ... */
+static int fds[WS_MAX_FDS] = {0, 1, 2};  /* what the program is handed */
+static int nfds;
 
 static void
 usage(void)
@@ -91,7 +93,6 @@ run_directly(const ws_command *cmd, const char *base, int start_server)
 static void
 launch(int sock, const ws_command *cmd, int *stale)
 {
-    static const int fds[3] = {0, 1, 2};
     ws_message m;
     size_t len;
     char *payload;
@@ -107,11 +108,12 @@ launch(int sock, const ws_command *cmd, int *stale)
                 "this user's; running directly\n", key);
         return;
     }
-    payload = ws_run_payload(cmd->argv, cmd->argc, environ, &len);
+    payload = ws_run_payload(cmd->argv, cmd->argc, environ, fds + 3,
+                             nfds - 3, &len);
     if (payload == NULL)
         return;
     ws_hold_signals();
-    rc = ws_send(sock, "RUN ", payload, (uint32_t)len, fds, 3);
+    rc = ws_send(sock, "RUN ", payload, (uint32_t)len, fds, nfds);
     free(payload);
     if (rc < 0 || ws_receive(sock, &m) < 0)
         goto not_run;
@@ -130,8 +132,11 @@ launch(int sock, const ws_command *cmd, int *stale)
         memcpy(&pid, m.data, 4);
         /* The program is a child of the server; any other pid (1, say,
            which would make a relayed Ctrl-C signal every process) is
-           not from a warm server. */
-        if (pid <= 1 || pid > INT32_MAX || ws_parent_of((pid_t)pid) != server) {
+           not from a warm server.  A program that has already ended and
+           been reaped has no parent to show: the EXIT follows. */
+        pid_t parent = pid > 1 && pid <= INT32_MAX
+                       ? ws_parent_of((pid_t)pid) : -1;
+        if (parent != server && parent != 0) {
             fprintf(stderr, "warmstart-exec: the server named pid %u, "
                     "not its child; running directly\n", (unsigned)pid);
             goto not_run;
@@ -198,10 +203,26 @@ main(int argc, char **argv)
             snprintf(cmd.exe, sizeof cmd.exe, "%s", argv[0]);
         run_directly(&cmd, NULL, 0);
     }
-    /* A server hands over fds 0-2; a closed one would be a surprise. */
+    /* A server is handed fds 0-2 (and those above); a closed one would
+       be a surprise. */
     for (fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0)
+        if (fcntl(fd, F_GETFD) < 0) {
+            if (explain) {
+                printf("direct: descriptor %d is closed\n", fd);
+                return 0;
+            }
             run_directly(&cmd, NULL, 0);
+        }
+    /* Before this process opens anything of its own. */
+    nfds = ws_extra_fds(fds + 3, WS_MAX_FDS - 3);
+    if (nfds < 0) {
+        if (explain) {
+            printf("direct: more than %d descriptors open\n", WS_MAX_FDS);
+            return 0;
+        }
+        run_directly(&cmd, NULL, 0);
+    }
+    nfds += 3;
     server_dirfd = ws_server_dir(dir, sizeof dir, &unsafe);
     if (server_dirfd < 0) {
         if (explain) {

@@ -3,6 +3,7 @@
 #include "procutil.h"
 #include "protocol.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -146,6 +147,40 @@ ws_exit_like(unsigned kind, unsigned value)
     exit(kind == WS_EXITED ? (int)(value & 0xff) : 255);
 }
 
+static int
+by_number(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+int
+ws_extra_fds(int *out, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0, own;
+
+    if (d == NULL)
+        return 0;
+    own = dirfd(d);
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+
+        if (*end != '\0' || end == e->d_name || fd <= 2 || fd == own)
+            continue;
+        if (n == max) {
+            n = -1;
+            break;
+        }
+        out[n++] = (int)fd;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(out, (size_t)n, sizeof *out, by_number);
+    return n;
+}
+
 pid_t
 ws_parent_of(pid_t pid)
 {
@@ -158,7 +193,7 @@ ws_parent_of(pid_t pid)
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return errno == ENOENT ? 0 : -1;
     n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)

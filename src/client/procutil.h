@@ -31,7 +31,14 @@ void ws_restore_signals(void);
    signal (without a core file of the client). */
 void ws_exit_like(unsigned kind, unsigned value) __attribute__((noreturn));
 
-/* The parent of a process, from /proc; -1 if it cannot be read. */
+/* The descriptors above 2 this process has open (from /proc; none where
+   it cannot be read), in order, into out; their count, or -1 if there
+   are more than max.  They were inherited, so a direct run would have
+   them: a server is handed them with 0-2. */
+int ws_extra_fds(int *out, int max);
+
+/* The parent of a process, from /proc; 0 if there is no such process
+   (it ended and was reaped), -1 if it cannot be read. */
 pid_t ws_parent_of(pid_t pid);
 
 /* Run the command directly in this process, optionally with one extra

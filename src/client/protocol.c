@@ -4,6 +4,7 @@
 #include "fields.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,11 +80,11 @@ ws_send(int sock, const char *tag, const void *data, uint32_t len,
     struct msghdr msg;
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * 3)];
+        char buf[CMSG_SPACE(sizeof(int) * WS_MAX_FDS)];
     } control;
     ssize_t w;
 
-    if (nfds < 0 || nfds > 3)
+    if (nfds < 0 || nfds > WS_MAX_FDS)
         return -1;
     memcpy(header, tag, 4);
     memcpy(header + 4, &len, 4);
@@ -165,7 +166,8 @@ ws_receive(int sock, ws_message *m)
 }
 
 char *
-ws_run_payload(char **argv, int argc, char **envp, size_t *len)
+ws_run_payload(char **argv, int argc, char **envp, const int *extra,
+               int nextra, size_t *len)
 {
     ws_fields b = {NULL, 0, 0};
     char num[64], cwd[4096];
@@ -200,6 +202,35 @@ ws_run_payload(char **argv, int argc, char **envp, size_t *len)
                  (unsigned long long)rl.rlim_cur,
                  (unsigned long long)rl.rlim_max);
         err |= ws_fields_put(&b, "", num);
+    }
+    {
+        /* Signal dispositions a direct run would inherit: which are
+           ignored (nohup, a background job of a non-interactive shell)
+           and which are blocked; bit n-1 for signal n. */
+        unsigned long long ign = 0, blk = 0;
+        struct sigaction sa;
+        sigset_t mask_now;
+        int sig;
+
+        sigprocmask(SIG_BLOCK, NULL, &mask_now);
+        for (sig = 1; sig <= 64; sig++) {
+            if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+                ign |= 1ull << (sig - 1);
+            if (sigismember(&mask_now, sig) == 1)
+                blk |= 1ull << (sig - 1);
+        }
+        snprintf(num, sizeof num, "%llx %llx", ign, blk);
+        err |= ws_fields_put(&b, "", num);
+    }
+    {
+        char list[WS_MAX_FDS * 12 + 1];
+        size_t n = 0;
+
+        list[0] = '\0';
+        for (i = 0; i < nextra; i++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%d",
+                                  i ? " " : "", extra[i]);
+        err |= ws_fields_put(&b, "", list);
     }
     if (err || b.len > WS_MAX_MESSAGE) {
         free(b.data);

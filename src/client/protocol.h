@@ -13,12 +13,16 @@
 
    client -> server
      "RUN "  the launch.  Payload: NUL-terminated fields
-               protocol version ("1"), umask (octal), cwd,
+               protocol version ("2"), umask (octal), cwd,
                argc, argv[0..argc-1], envc, env[0..envc-1],
                nlimits, then per limit "resource soft hard" (decimal,
-               RLIM_INFINITY as its unsigned value)
-             with the client's fds 0, 1 and 2 attached (SCM_RIGHTS) to
-             the header.
+               RLIM_INFINITY as its unsigned value),
+               "ignored blocked": the signals the client ignores and
+               blocks, as hexadecimal masks (bit n-1 for signal n),
+               the numbers of the client's other open descriptors
+               (space-separated, at most WS_MAX_FDS - 3; may be empty)
+             with the client's fds 0, 1 and 2 and then those others
+             attached (SCM_RIGHTS) to the header, in that order.
      "STOP"  management: the server answers BYE, removes its socket and
              exits.
 
@@ -41,8 +45,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define WS_PROTOCOL_VERSION "1"
+#define WS_PROTOCOL_VERSION "2"
 #define WS_MAX_MESSAGE (1u << 20)
+/* Descriptors one RUN carries: 0-2 and up to 61 others (a launch with
+   more runs directly). */
+#define WS_MAX_FDS 64
 
 enum ws_exit_kind { WS_EXITED = 0, WS_SIGNALED = 1 };
 
@@ -69,6 +76,7 @@ int ws_send(int sock, const char *tag, const void *data, uint32_t len,
 int ws_receive(int sock, ws_message *m);
 
 /* The RUN payload for this process: malloc'ed, length in *len. */
-char *ws_run_payload(char **argv, int argc, char **envp, size_t *len);
+char *ws_run_payload(char **argv, int argc, char **envp, const int *extra,
+                     int nextra, size_t *len);
 
 #endif /* WS_PROTOCOL_H */

@@ -42,7 +42,10 @@
 /* Written in place of magic[0] until the file is complete, so that an
    interrupted write reads as "unfinished image", not as "not an image". */
 #define WS_MAGIC_UNFINISHED '!'
-#define WS_FORMAT_VERSION 2
+/* Format history: 1 first; 2 atom blocks checked lazily; 3 the source's
+   device and inode in each module entry (a symlink switch that keeps
+   size and mtime is a change). */
+#define WS_FORMAT_VERSION 3
 #define WS_PAGE_SIZE 4096
 #define WS_ALIGN 8
 
@@ -180,6 +183,7 @@ struct ws_module {
     uint64_t root_off;          /* the module's code object */
     int64_t source_mtime_ns;    /* of the source the code was compiled from */
     uint64_t source_size;
+    uint64_t source_dev, source_ino;    /* 0, 0: not recorded */
     uint64_t source_hash;       /* caller-supplied content hash, 0 = none */
     /* ws_checksum over the segment followed by its bitmap, checked before
        the segment is first fixed up. */

@@ -499,7 +499,7 @@ typedef struct {
     Py_ssize_t origin_len;
     int is_package;
     int64_t mtime_ns;
-    uint64_t size, hash;
+    uint64_t size, hash, dev, ino;
 } module_meta;
 
 static int
@@ -541,6 +541,8 @@ parse_meta(PyObject *meta, module_meta *m)
     }
     if (meta_int(meta, "source_mtime_ns", 1, &m->mtime_ns) < 0
         || meta_int(meta, "source_size", 0, &m->size) < 0
+        || meta_int(meta, "source_dev", 0, &m->dev) < 0
+        || meta_int(meta, "source_ino", 0, &m->ino) < 0
         || meta_int(meta, "source_hash", 0, &m->hash) < 0) {
         return -1;
     }
@@ -582,6 +584,8 @@ write_module(writer *w, const module_meta *m, PyObject *code)
     e.flags = m->is_package ? WS_MODULE_PACKAGE : 0;
     e.source_mtime_ns = m->mtime_ns;
     e.source_size = m->size;
+    e.source_dev = m->dev;
+    e.source_ino = m->ino;
     e.source_hash = m->hash;
 
     size_t bitmap_size = round_up(e.seg_size / 8, 8) / 8;

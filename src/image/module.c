@@ -119,12 +119,14 @@ entry_info(ImageObject *self, uint32_t i)
     }
     const char *names = self->img.names;
     return Py_BuildValue(
-        "{s:s#,s:s#,s:O,s:L,s:K,s:K,s:I,s:K,s:O}",
+        "{s:s#,s:s#,s:O,s:L,s:K,s:K,s:K,s:K,s:I,s:K,s:O}",
         "name", names + e->name_off, (Py_ssize_t)e->name_len,
         "origin", names + e->origin_off, (Py_ssize_t)e->origin_len,
         "is_package", (e->flags & WS_MODULE_PACKAGE) ? Py_True : Py_False,
         "source_mtime_ns", (long long)e->source_mtime_ns,
         "source_size", (unsigned long long)e->source_size,
+        "source_dev", (unsigned long long)e->source_dev,
+        "source_ino", (unsigned long long)e->source_ino,
         "source_hash", (unsigned long long)e->source_hash,
         "code_objects", (unsigned int)e->n_code,
         "bytes", (unsigned long long)e->seg_size,

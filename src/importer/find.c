@@ -12,7 +12,7 @@
  *                   the normal file finder handles those entries, their
  *                   directories are unchanged or their finders agree that
  *                   the search ends at the image's file, and the source
- *                   is unchanged (size and mtime);
+ *                   is unchanged (size, mtime, device and inode);
  *   NotImplemented  anything else: the Python code decides.
  *
  * The conditions are those of ImageFinder._search_unchanged and _fresh,
@@ -367,7 +367,10 @@ FindCore_find(FindCoreObject *self, PyObject *args)
                 && stat(PyBytes_AS_STRING(origin_b), &st) == 0
                 && (uint64_t)st.st_size == e->source_size
                 && (int64_t)st.st_mtim.tv_sec * 1000000000LL
-                   + st.st_mtim.tv_nsec == e->source_mtime_ns;
+                   + st.st_mtim.tv_nsec == e->source_mtime_ns
+                && (e->source_ino == 0
+                    || ((uint64_t)st.st_dev == e->source_dev
+                        && (uint64_t)st.st_ino == e->source_ino));
     Py_XDECREF(origin_b);
     if (PyErr_Occurred()) {
         Py_DECREF(origin);

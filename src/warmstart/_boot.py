@@ -92,9 +92,16 @@ def serve_at_exit(base, preload=None):
     imported; then write <base>.preload and start a server from it
     (server.py)."""
     import atexit
+    tty = [os.isatty(fd) for fd in range(3)]
+    try:
+        size = tuple(os.get_terminal_size(tty.index(True)))
+    except (ValueError, OSError):
+        size = None
     record = {
         "argv": [os.fsencode(a) for a in sys.orig_argv],
-        "env": dict(os.environb),
+        "tty": tty,
+        "size": size,
+        "env": _launch_env(base, tty),
         "cwd": os.getcwdb(),
         "flags": tuple(sys.flags),
         "warnoptions": list(sys.warnoptions),
@@ -130,6 +137,34 @@ def serve_at_exit(base, preload=None):
                 files.close()
 
     atexit.register(at_exit)
+
+
+def _launch_env(base, tty):
+    """The environment the client launched this run with.  The interpreter
+    may have changed it before any hook of ours ran: PEP 538 locale
+    coercion (LANG=C, no LC_ALL) sets LC_CTYPE.  The server must start
+    from the client's environment (and its key is the client's), so undo
+    what the key in WARMSTART_SERVE says the client did not have."""
+    from . import command
+    env = dict(os.environb)
+    key = os.path.basename(os.fsdecode(base))
+    try:
+        cmd = command.Command([os.fsencode(a) for a in sys.orig_argv], env,
+                              os.getcwdb())
+    except (command.Direct, OSError):
+        return env
+    candidates = [env]
+    for was in (None, b"C", b"POSIX"):      # what coercion replaced
+        e = dict(env)
+        if was is None:
+            e.pop(b"LC_CTYPE", None)
+        else:
+            e[b"LC_CTYPE"] = was
+        candidates.append(e)
+    for e in candidates:
+        if command.server_key(cmd.key_material(e, tty)) == key:
+            return e
+    return env
 
 
 def _stats_at_exit(where):

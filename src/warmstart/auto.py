@@ -192,6 +192,7 @@ def _missing(found, finder, before, skipped):
 
 def _at_exit(path, finder, snapshot, before):
     from . import build
+    from .fds import inheritable as inheritable_fds
     found, pkg_paths, _ = build.modules_from_run(sys.modules)
     cache = _open_cache(create=False)
     if cache is None:
@@ -227,7 +228,7 @@ def _at_exit(path, finder, snapshot, before):
         # end-of-file when the program exits, not when the writer does.
         actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull,
                     os.O_RDWR, 0) for fd in (0, 1, 2)]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_fds()]
         os.posix_spawn(sys.executable, [sys.executable, "-m", "warmstart.auto",
                                         cache.join(job_name)], env,
                        file_actions=actions, setsid=True)
@@ -242,24 +243,6 @@ def _at_exit(path, finder, snapshot, before):
             cache.unlink(name + ".writing")
     finally:
         cache.close()
-
-
-def _inheritable_fds():
-    """Descriptors above 2 that a spawned process would inherit."""
-    out = []
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
-        return out
-    for n in names:
-        fd = int(n)
-        if fd > 2:
-            try:
-                if os.get_inheritable(fd):
-                    out.append(fd)
-            except OSError:
-                pass
-    return out
 
 
 def _write(job_path):

@@ -2,8 +2,9 @@
 
 Mirror of src/client/command.c, which the native client uses: both build
 the same "key material" (NUL-separated fields naming the interpreter, its
-options, the program, the directory that becomes sys.path[0] and every
-environment variable that changes how Python starts), whose checksum names
+options, the program, the directory that becomes sys.path[0], which of
+fds 0-2 are terminals, and every environment variable that changes how
+Python starts), whose checksum names
 the server's socket.  The server compares a request's material with its
 own byte for byte, so a hash collision or a client that disagrees cannot
 make it run another command.  Everything is bytes, as the OS gives it.
@@ -32,6 +33,8 @@ class Command:
     def __init__(self, argv, env, cwd):
         self.argv = list(argv)
         self.cwd = cwd
+        if env.get(b"PYTHONPROFILEIMPORTTIME"):
+            raise Direct("PYTHONPROFILEIMPORTTIME is run directly")
         self.exe = _find_executable(self.argv[0], env, cwd)
         self.kind, self.value, self.prog = _parse(self.argv)
         self.script = None
@@ -47,7 +50,8 @@ class Command:
         """The program's own arguments."""
         return self.argv[self.prog + 1:]
 
-    def key_material(self, env):
+    def key_material(self, env, tty):
+        """tty: whether fds 0, 1 and 2 of the launch are terminals."""
         try:
             st = os.stat(self.exe)
             ident = b"%d:%d:%d:%d" % (st.st_dev, st.st_ino, st.st_size,
@@ -62,6 +66,7 @@ class Command:
             fields.append(b"script=" + self.script)
         else:
             fields.append(b"cwd=" + self.cwd)
+        fields.append(b"tty=" + bytes(b"01"[bool(t)] for t in tty))
         fields += [b"env=" + e for e in sorted(
             k + b"=" + v for k, v in env.items() if _is_key_variable(k))]
         return b"".join(f + b"\0" for f in fields)
@@ -121,6 +126,9 @@ def _parse(argv):
                     if i >= len(argv):
                         raise Direct("option without its argument")
                     arg = argv[i]
+                if c == b"X" and arg.startswith(b"importtime"):
+                    # Its report is of the imports, which the server did.
+                    raise Direct("-X importtime is run directly")
                 if c in (b"c", b"m"):
                     return c, arg, i
                 break

@@ -56,6 +56,8 @@ def source_meta(path, is_package, source):
         "is_package": is_package,
         "source_mtime_ns": st.st_mtime_ns,
         "source_size": st.st_size,
+        "source_dev": st.st_dev,
+        "source_ino": st.st_ino,
         "source_hash": int.from_bytes(importlib.util.source_hash(source),
                                       "little"),
     }

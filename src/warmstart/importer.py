@@ -289,7 +289,10 @@ class ImageFinder:
             else:
                 st = os.stat(origin)
                 ok = (st.st_mtime_ns == info["source_mtime_ns"]
-                      and st.st_size == info["source_size"])
+                      and st.st_size == info["source_size"]
+                      and (not info["source_ino"]
+                           or (st.st_dev, st.st_ino)
+                           == (info["source_dev"], info["source_ino"])))
         except OSError:
             ok = False
         if not ok:

@@ -153,8 +153,10 @@ def _walk(path, forbid, create):
 def _open_dir(name, fd, shown):
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=fd)
-    except FileNotFoundError:
+    except NotADirectoryError:
+        # A file where a directory should be is a cache that cannot be
+        # used; a symlink, where the resolved path had none, a swap.
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise Unsafe(f"{shown} is a symlink") from None
         raise
-    except OSError as e:
-        raise Unsafe(f"{shown} is not a directory (or is a symlink):"
-                     f" {e.strerror}") from None

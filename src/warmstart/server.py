@@ -27,6 +27,7 @@ import gc
 import importlib
 import marshal
 import os
+import select
 import selectors
 import signal
 import socket
@@ -35,10 +36,14 @@ import sys
 import threading
 import time
 
-from . import command, confinement, privdir, worker
+from . import command, confinement, preload, privdir, worker
+from .fds import inheritable as inheritable_fds
 
 MAX_MESSAGE = 1 << 20
+MAX_FDS = 64                    # WS_MAX_FDS in protocol.h
+PENDING_SECONDS = 10            # a connection's time to send its request
 DEFAULT_IDLE = 600
+DEFAULT_MAX = 32                # servers per user (WARMSTART_SERVER_MAX)
 
 
 class Files:
@@ -95,9 +100,13 @@ def spawn(files, record):
             "-c", "import warmstart.server as s; s.main()", files.base]
     log = files.dir.create_fresh(files.name(".log"))
     try:
+        # Nothing of the recording run's but the log: a pipe it was given
+        # as fd 3 must not stay open for the server's whole life.
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log, 1),
                    (os.POSIX_SPAWN_DUP2, log, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_fds()
+                    if fd != log]
         os.posix_spawn(exe, args, record["env"],
                        file_actions=actions, setsid=True)
     finally:
@@ -111,8 +120,9 @@ class Request:
 
     def __init__(self, payload):
         f = payload.split(b"\0")
-        if f[0] != b"1":
-            raise ValueError("unknown protocol version")
+        if f[0] != b"2":
+            # A client of another warmstart version: it runs directly.
+            raise command.Direct("another protocol version")
         self.umask = int(f[1], 8)
         self.cwd = f[2]
         argc = int(f[3])
@@ -128,9 +138,21 @@ class Request:
         nlim = int(f[i])
         self.limits = [tuple(int(x) for x in e.split())
                        for e in f[i + 1:i + 1 + nlim]]
+        i += 1 + nlim
+        ignored, blocked = f[i].split()
+        self.ignored = _signals(int(ignored, 16))
+        self.blocked = _signals(int(blocked, 16))
+        self.extra_fds = [int(x) for x in f[i + 1].split()]
+        if any(fd < 3 for fd in self.extra_fds) or \
+                len(set(self.extra_fds)) != len(self.extra_fds):
+            raise ValueError("malformed descriptor list")
         if not self.argv or any(len(t) != 3 for t in self.limits):
             raise ValueError("malformed request")
         self.command = command.Command(self.argv, self.env, self.cwd)
+
+
+def _signals(mask):
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
 
 
 class Server:
@@ -140,6 +162,7 @@ class Server:
         self.selector = None
         self.wakeup = None
         self.workers = {}           # pid -> connection to its client
+        self.pending = {}           # connection -> when, request not yet in
         self.spare = None           # (pid, channel) of a pre-forked worker
         self.retiring = False
         self.stopping = False
@@ -147,6 +170,13 @@ class Server:
         self.main_template = {k: v for k, v in vars(sys.modules["__main__"]).items()
                               if k.startswith("__")}
         self.idle = float(os.environ.get("WARMSTART_SERVER_IDLE", DEFAULT_IDLE))
+        # Before the preload: which dispositions its imports changed.
+        self.start_signals = {}
+        for sig in signal.valid_signals():
+            try:
+                self.start_signals[sig] = signal.getsignal(sig)
+            except (OSError, ValueError):
+                pass
 
     def refuse(self, why):
         log(f"refusing to serve: {why}")
@@ -166,24 +196,29 @@ class Server:
             cmd = command.Command(record["argv"], env, record["cwd"])
         except command.Direct as e:
             self.refuse(f"command not served: {e}")
-        self.material = cmd.key_material(env)
+        self.material = cmd.key_material(env, record["tty"])
         if command.server_key(self.material) != self.files.key:
             self.refuse("client and server disagree on the command's key")
         self.command = cmd
         path0 = {b"m": record["cwd"], b"c": b"", b"s": os.path.dirname(cmd.script or b"")}
         if not sys.flags.safe_path:
             sys.path[0] = os.fsdecode(path0[cmd.kind])
-        saved_argv = sys.argv
-        sys.argv = record.get("argv_at_exit") or saved_argv
+        preload_start = time.time_ns()
+        # In place, as in the workers: a module may keep the list itself.
+        saved_argv = list(sys.argv)
+        sys.argv[:] = record.get("argv_at_exit") or saved_argv
         failed = {}
-        for name in record["modules"] + record["extra"]:
-            if name in sys.modules:
-                continue
-            try:
-                importlib.import_module(name)
-            except BaseException as e:      # noqa: the program's business
-                failed[name] = repr(e)
-        sys.argv = saved_argv
+        with preload.Observed(record["tty"], record.get("size")) as seen:
+            for name in record["modules"] + record["extra"]:
+                if name in sys.modules:
+                    continue
+                try:
+                    importlib.import_module(name)
+                except BaseException as e:  # noqa: the program's business
+                    failed[name] = repr(e)
+        self.env_read = seen.names()
+        self.start_env = env
+        sys.argv[:] = saved_argv
         # What the imports did to the environment (awscli, for one, sets
         # AWS_DATA_PATH): a launch gets its client's environment with the
         # same changes made, as its own imports would have made them.
@@ -203,6 +238,16 @@ class Server:
                 pass
         self.identity = confinement.prepare()
         self.watch = Watch(_watched_paths())
+        # A file edited while we imported may have been read before the
+        # edit and stat-ed after it: the snapshot would call stale code
+        # fresh for the server's whole life.  Start again later instead
+        # (timestamps lag the clock by up to a kernel tick: a margin).
+        since = preload_start - 10_000_000
+        for path, ident in self.watch.snapshot:
+            if ident is not None and ident[2] >= since and os.path.isfile(path):
+                log(f"not serving: {path} changed while preloading")
+                self.files.unlink(".lock")
+                sys.exit(0)
         self.preloaded = len(sys.modules)
         gc.collect()
         gc.freeze()
@@ -280,6 +325,49 @@ class Server:
                 "modules": self.preloaded, "watched": len(self.watch),
                 "python": sys.version.split()[0]}
         self.files.write(".json", json.dumps(info).encode())
+        self.used = time.monotonic()
+        self.retire_least_used()
+
+    def retire_least_used(self):
+        """Keep at most WARMSTART_SERVER_MAX servers (default 32) for this
+        user: each holds processes and an inotify instance, of which a
+        user has few.  The ones used least recently (the mtime of their
+        .json, refreshed at most once a minute) stop first."""
+        import json
+        try:
+            cap = int(os.environ.get("WARMSTART_SERVER_MAX", DEFAULT_MAX))
+        except ValueError:
+            cap = DEFAULT_MAX
+        d = self.files.dir
+        others = []
+        for n in d.listdir():
+            key = n[:-5]
+            if not n.endswith(".json") or key == self.files.key:
+                continue
+            try:
+                info = json.loads(d.read(n))
+                st = d.stat(n)
+            except (OSError, ValueError):
+                continue
+            if st is not None and _alive(info.get("pid")):
+                others.append((st.st_mtime, key))
+        others.sort()
+        for _, key in others[:max(0, len(others) + 1 - cap)]:
+            log(f"stopping server {key}: more than {cap} servers")
+            try:
+                stop(d.join(key))
+            except (OSError, ValueError):
+                pass
+
+    def note_use(self):
+        now = time.monotonic()
+        if now - self.used > 60:
+            self.used = now
+            try:
+                os.utime(self.files.name(".json"), dir_fd=self.files.dir.fd,
+                         follow_symlinks=False)
+            except OSError:
+                pass
 
     # -- 3. serving ---------------------------------------------------------
 
@@ -304,6 +392,11 @@ class Server:
                 what = key.data
                 if what == "accept":
                     self.accept()
+                elif what == "pending":
+                    conn = key.fileobj
+                    self.selector.unregister(conn)
+                    del self.pending[conn]
+                    self.handle(conn)
                 elif what == "wakeup":
                     try:
                         while os.read(r, 512):
@@ -315,6 +408,8 @@ class Server:
                     self.client_gone(what)
                 last = time.monotonic()
             self.reap()
+            if self.pending:
+                self.expire_pending(time.monotonic())
             if not self.workers and time.monotonic() - last > self.idle:
                 log("idle timeout")
                 break
@@ -332,16 +427,32 @@ class Server:
             conn, _ = self.listener.accept()
         except OSError:
             return
-        keep = False
         try:
-            conn.settimeout(10)
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                     struct.calcsize("3i"))
             _, uid, _ = struct.unpack("3i", creds)
             if uid != os.getuid():
                 log(f"refused a client of uid {uid}")
+                conn.close()
                 return
-            tag, payload, fds = _receive(conn)
+            ready = select.select([conn], [], [], 0)[0]
+        except OSError:
+            conn.close()
+            return
+        if not ready:
+            # Its request is read when it comes: a connection that sends
+            # nothing must not hold up the launches behind it.
+            self.pending[conn] = time.monotonic()
+            self.selector.register(conn, selectors.EVENT_READ, "pending")
+            return
+        self.handle(conn)
+
+    def handle(self, conn):
+        """Read one request from conn and act on it."""
+        keep = False
+        try:
+            conn.settimeout(10)     # the rest of a message already begun
+            tag, payload, fds = _receive(conn, MAX_FDS)
             try:
                 if tag == b"STOP":
                     self.stopping = True
@@ -361,6 +472,13 @@ class Server:
             if not keep:
                 conn.close()
 
+    def expire_pending(self, now):
+        for conn, since in list(self.pending.items()):
+            if now - since > PENDING_SECONDS:
+                del self.pending[conn]
+                self.selector.unregister(conn)
+                conn.close()
+
     def launch(self, conn, payload, fds):
         """Fork a worker for one RUN request; True if conn is kept."""
         try:
@@ -368,10 +486,17 @@ class Server:
         except command.Direct as e:
             worker.send(conn, b"NOPE", str(e).encode())
             return False
-        if len(fds) != 3:
-            raise ValueError("a RUN request carries three fds")
-        if req.command.key_material(req.env) != self.material:
+        if len(fds) != 3 + len(req.extra_fds):
+            raise ValueError("a RUN request carries fds 0-2 and its others")
+        tty = [os.isatty(fd) for fd in fds[:3]]
+        if req.command.key_material(req.env, tty) != self.material:
             worker.send(conn, b"NOPE", b"another command")
+            return False
+        name = preload.differs(self.env_read, self.start_env,
+                               self.env_changes, req.env)
+        if name is not None:
+            worker.send(conn, b"NOPE", b"the preloaded imports read $"
+                        + name + b", which this launch has otherwise")
             return False
         stale = self.watch.changed()
         if stale:
@@ -383,6 +508,7 @@ class Server:
         if self.other_threads():
             worker.send(conn, b"NOPE", b"server has threads")
             return False
+        self.note_use()
         pid = self.hand_to_spare(conn, payload, fds)
         if pid is None:
             self.flush()
@@ -516,9 +642,10 @@ class Server:
             os.close(fd)
         self.watch.close()
         self.files.close()
-        for conn in self.workers.values():
+        for conn in [*self.workers.values(), *self.pending]:
             conn.close()
         self.workers.clear()
+        self.pending.clear()
         if self.spare is not None:
             self.spare[1].close()
             self.spare = None

@@ -36,10 +36,10 @@ def wait_as_spare(server, chan):
     if the server goes away instead.  Never returns."""
     try:
         _leave_server(server)
-        from .server import Request, _receive
-        tag, payload, fds = _receive(chan, maxfds=4)
+        from .server import MAX_FDS, Request, _receive
+        tag, payload, fds = _receive(chan, maxfds=1 + MAX_FDS)
         chan.close()
-        if tag != b"RUN " or len(fds) != 4:
+        if tag != b"RUN " or len(fds) < 4:
             os._exit(0)
         conn = socket.socket(fileno=fds[0])
         request = Request(payload)
@@ -55,7 +55,7 @@ def run(server, conn, request, fds, left=False):
         try:
             if not left:
                 _leave_server(server)
-            _take_over(server, conn, request, fds)
+            conn = _take_over(server, conn, request, fds)
         except Refuse as e:
             send(conn, b"NOPE", str(e).encode())
             os._exit(0)
@@ -100,10 +100,6 @@ def _take_over(server, conn, request, fds):
         confinement.take_over(client)
     except confinement.Differs as e:
         raise Refuse(str(e))
-    for target, fd in enumerate(fds):
-        if fd != target:
-            os.dup2(fd, target)
-            os.close(fd)
     try:
         os.chdir(request.cwd)
     except OSError as e:
@@ -125,16 +121,87 @@ def _take_over(server, conn, request, fds):
         if env.get(k) != v:
             env[k] = v
     cmd = request.command
-    sys.orig_argv = [os.fsdecode(a) for a in cmd.argv]
+    # In place: a module may hold the list (a default argument bound to
+    # sys.argv at import).
+    sys.orig_argv[:] = [os.fsdecode(a) for a in cmd.argv]
     args = [os.fsdecode(a) for a in cmd.args]
     if cmd.kind == b"s":
-        sys.argv = [os.fsdecode(cmd.value)] + args
+        sys.argv[:] = [os.fsdecode(cmd.value)] + args
     else:
-        sys.argv = ["-" + cmd.kind.decode()] + args
+        sys.argv[:] = ["-" + cmd.kind.decode()] + args
+    # Last of what can refuse: after it, conn is another socket object.
+    conn = _take_fds(conn, fds, [0, 1, 2] + request.extra_fds)
     _make_stdio(server.old_streams)
     np_random = sys.modules.get("numpy.random")
     if np_random is not None and hasattr(np_random, "seed"):
         np_random.seed()        # stdlib random reseeds itself at fork
+    _take_signals(server, request)
+    return conn
+
+
+# Python ignores these at start-up whatever it inherits.
+_ALWAYS_IGNORED = {getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ")
+                   if hasattr(signal, n)}
+
+
+def _take_signals(server, request):
+    """The dispositions and mask a direct run would start with, for the
+    signals the preloaded imports left alone: what the caller ignores
+    stays ignored (nohup, a background job), what it does not is not,
+    and Python's own start-up rules on top (SIGINT raises
+    KeyboardInterrupt unless inherited ignored; SIGPIPE is ignored)."""
+    for sig, at_start in server.start_signals.items():
+        if at_start is None or server.program_signals.get(sig) is not at_start:
+            continue            # the program's imports chose a handler
+        if sig in _ALWAYS_IGNORED:
+            want = signal.SIG_IGN
+        elif sig in request.ignored:
+            want = signal.SIG_IGN
+        elif sig == signal.SIGINT:
+            want = signal.default_int_handler
+        else:
+            want = signal.SIG_DFL
+        if signal.getsignal(sig) is not want:
+            try:
+                signal.signal(sig, want)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, request.blocked)
+
+
+def _take_fds(conn, fds, targets):
+    """The client's descriptors at the client's numbers, inheritable as a
+    direct run has them; the connection to the client out of their way,
+    high up (a program that writes to a descriptor it was not given must
+    not reach it)."""
+    if len(fds) != len(targets):
+        raise Refuse("descriptors and their numbers do not match")
+    mine = set(fds) | {conn.fileno()}
+    for t in targets[3:]:           # 0-2 are the server's /dev/null and log
+        if t not in mine and _is_open(t):
+            raise Refuse(f"descriptor {t} is in use by the preloaded modules")
+    import fcntl
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    low = max(targets) + 1
+    high = max(low + len(fds), min(soft, 1 << 20) - 2)
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    new = socket.socket(fileno=fcntl.fcntl(conn.fileno(),
+                                           fcntl.F_DUPFD_CLOEXEC, high))
+    conn.close()
+    for fd, t in zip(moved, targets):
+        os.dup2(fd, t)              # inheritable, as it was in the client
+        os.close(fd)
+    return new
+
+
+def _is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
 
 
 def _apply_limit(res, soft, hard):
@@ -217,6 +284,15 @@ def _exit_code(e):
     if code is None:
         return 0
     if isinstance(code, int):
+        # As _Py_HandleSystemExit: taken as a C long; one that does not
+        # fit is -1.
+        if not -2 ** 63 <= code < 2 ** 63:
+            try:
+                sys.stderr.write("OverflowError: Python int too large to "
+                                 "convert to C long\n")
+            except Exception:
+                pass
+            return 255
         return code & 0xff
     try:
         sys.stderr.write(str(code) + "\n")

@@ -1,0 +1,110 @@
+"""What a server's preloaded imports see and read of their launch (tier 3).
+
+Module bodies run once, in the server, and their results serve every
+launch.  Whatever they read of the process's surroundings at import is
+therefore fixed for the server's life, so the server must know it:
+
+* Terminals.  A module asks at import whether stdout is a terminal
+  (colours, prompts).  Which of fds 0-2 are terminals is part of the
+  server's key, and a server whose launches have terminals preloads with
+  pseudo-terminals (of the recording run's size) on those fds, so that
+  its imports see what a direct run's imports see.
+* Environment variables.  Every variable the imports read (os.environ,
+  os.environb, os.getenv) is noted; a launch whose value of one differs
+  from the server's is not served (it runs directly).  Reading them all
+  (iterating, copying) makes them all count.  Variables the imports set
+  themselves, and warmstart's own, do not count.
+"""
+import os
+import signal
+import sys
+
+ALL = object()
+
+
+class Observed:
+    """Context for the preload: observe, then restore."""
+
+    def __init__(self, tty, size):
+        self.tty = tuple(tty)
+        self.size = size            # (columns, lines) or None
+        self.read = set()           # names (bytes) read, or contains ALL
+        self._saved = []
+
+    def __enter__(self):
+        self._classes = (type(os.environ), type(os.environb))
+        os.environ.__class__ = _recording(self._classes[0], self.read)
+        os.environb.__class__ = _recording(self._classes[1], self.read)
+        for fd, want in enumerate(self.tty):
+            if want:
+                self._saved.append((fd, os.dup(fd), *_terminal_on(fd,
+                                                                  self.size)))
+        # A module writing more at import than a pseudo-terminal holds
+        # would block the preload: a server that hangs dies instead.
+        self._alarm = (self._saved
+                       and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL)
+        if self._alarm:
+            signal.alarm(120)
+        return self
+
+    def __exit__(self, *exc):
+        if self._alarm:
+            signal.alarm(0)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        for fd, saved, master, slave in self._saved:
+            os.dup2(saved, fd)
+            for d in (saved, master, slave):
+                os.close(d)
+        self._saved = []
+        os.environ.__class__, os.environb.__class__ = self._classes
+
+    def names(self):
+        """The names read, or ALL."""
+        return ALL if ALL in self.read else {n for n in self.read
+                                             if not n.startswith(b"WARMSTART")}
+
+
+def _recording(cls, sink):
+    class Recording(cls):
+        def __getitem__(self, key):
+            sink.add(os.fsencode(key) if isinstance(key, str) else key)
+            return cls.__getitem__(self, key)
+
+        def __iter__(self):
+            sink.add(ALL)
+            return cls.__iter__(self)
+    Recording.__name__ = cls.__name__
+    Recording.__qualname__ = cls.__qualname__
+    return Recording
+
+
+def _terminal_on(fd, size):
+    import fcntl
+    import struct
+    import termios
+    master, slave = os.openpty()
+    if size:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", size[1], size[0], 0, 0))
+    os.set_blocking(master, False)
+    os.dup2(slave, fd)
+    return master, slave
+
+
+def differs(read, start_env, changes, env):
+    """The first variable the preload read whose value in env (a launch's)
+    is not the one the preload saw; None if they all agree."""
+    if read is ALL:
+        names = start_env.keys() | env.keys()
+    else:
+        names = read
+    for k in names:
+        if k in changes or k.startswith(b"WARMSTART"):
+            continue
+        if env.get(k) != start_env.get(k):
+            return k
+    return None
