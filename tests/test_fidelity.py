@@ -401,3 +401,29 @@ def test_servers_per_user_are_capped(env, tmp_path):
     assert [_alive(p) for p in pids] == [False, True, True]
     r = launch(["p0.py"], env, str(tmp_path))
     assert r.returncode == 0 and r.stdout.strip() != str(pids[0])
+
+
+def test_symlink_switch_deploy_is_not_served_stale(tmp_path):
+    """releases/v1 and v2 hold mod.py of the same size and mtime; the
+    `current` symlink moves from one to the other: mtime mode sees the
+    other file (device and inode) and imports it normally."""
+    for v, text in (("v1", 'print("one")\n'), ("v2", 'print("two")\n')):
+        d = tmp_path / "releases" / v
+        d.mkdir(parents=True)
+        (d / "mod.py").write_text(text)
+        os.utime(d / "mod.py", ns=(10 ** 18, 10 ** 18))
+    cur = tmp_path / "current"
+    cur.symlink_to(tmp_path / "releases" / "v1")
+    img = tmp_path / "app.img"
+    b = _run(["-m", "warmstart", "build", "-o", str(img), "--modules", "mod"],
+             str(tmp_path), PYTHONPATH=str(cur))
+    assert b.returncode == 0, b.stderr
+    env = dict(PYTHONPATH=str(cur), WARMSTART_IMAGE=str(img))
+    assert _run(["-c", "import mod"], str(tmp_path), **env).stdout == "one\n"
+    tmp = tmp_path / "next"
+    tmp.symlink_to(tmp_path / "releases" / "v2")
+    os.replace(tmp, cur)
+    r = _run(["-c", "import mod"], str(tmp_path), **env,
+             WARMSTART_STATS=str(tmp_path / "stats"))
+    assert r.stdout == "two\n"
+    assert "1 imported normally" in (tmp_path / "stats").read_text()
