@@ -93,6 +93,7 @@ image = Extension(
         "src/importer/get_code_hook.c",
         "src/importer/find.c",
         "src/importer/boot.c",
+        "src/server/identity.c",
     ],
     depends=[
         "src/image/image_format.h",
@@ -102,8 +103,9 @@ image = Extension(
         "src/importer/get_code_hook.h",
         "src/importer/find.h",
         "src/importer/boot.h",
+        "src/server/identity.h",
     ],
-    include_dirs=["src/image", "src/importer"],
+    include_dirs=["src/image", "src/importer", "src/server"],
     extra_compile_args=extra,
     extra_link_args=link,
 )

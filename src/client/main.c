@@ -91,11 +91,9 @@ run_directly(const ws_command *cmd, const char *base, int start_server)
 /* Talk to a connected server.  Returns only if nothing has run and the
    command should run directly; *stale is set when the server retired. */
 static void
-launch(int sock, const ws_command *cmd, int *stale)
+launch(int sock, const char *payload, size_t len, int *stale)
 {
     ws_message m;
-    size_t len;
-    char *payload;
     pid_t server;
     uid_t uid;
     int rc;
@@ -108,13 +106,8 @@ launch(int sock, const ws_command *cmd, int *stale)
                 "this user's; running directly\n", key);
         return;
     }
-    payload = ws_run_payload(cmd->argv, cmd->argc, environ, fds + 3,
-                             nfds - 3, &len);
-    if (payload == NULL)
-        return;
     ws_hold_signals();
     rc = ws_send(sock, "RUN ", payload, (uint32_t)len, fds, nfds);
-    free(payload);
     if (rc < 0 || ws_receive(sock, &m) < 0)
         goto not_run;
     if (strcmp(m.tag, "NOPE") == 0) {
@@ -171,7 +164,7 @@ main(int argc, char **argv)
     char dir[PATH_MAX], base[PATH_MAX + 32], path[PATH_MAX + 48];
     char name[64];
     const char *unsafe = NULL;
-    char *material;
+    char *material, *payload;
     size_t len;
     int i, explain = 0, sock, stale = 0, fd;
 
@@ -247,11 +240,16 @@ main(int argc, char **argv)
     }
     free(material);
 
+    /* The request is made before connecting, so that it follows the
+       connection at once: the server reads it as it accepts. */
+    payload = ws_run_payload(cmd.argv, cmd.argc, environ, fds + 3, nfds - 3,
+                             &len);
     snprintf(name, sizeof name, "%s.sock", key);
-    sock = ws_dir_address(path, sizeof path, server_dirfd, name) < 0 ? -1
-           : ws_connect(path);
+    sock = payload == NULL
+           || ws_dir_address(path, sizeof path, server_dirfd, name) < 0
+           ? -1 : ws_connect(path);
     if (sock >= 0) {
-        launch(sock, &cmd, &stale);
+        launch(sock, payload, len, &stale);
         close(sock);
         run_directly(&cmd, base, stale);
     }

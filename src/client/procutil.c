@@ -193,17 +193,17 @@ ws_parent_of(pid_t pid)
     snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
+        return 0;
     n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
-        return -1;
+        return 0;           /* it exited between the open and the read */
     buf[n] = '\0';
     /* "pid (comm) state ppid ...": comm may hold anything but the last
        ')' ends it. */
     p = strrchr(buf, ')');
     if (p == NULL || sscanf(p + 1, " %*c %ld", &ppid) != 1)
-        return -1;
+        return 0;
     return (pid_t)ppid;
 }
 

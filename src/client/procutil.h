@@ -37,8 +37,9 @@ void ws_exit_like(unsigned kind, unsigned value) __attribute__((noreturn));
    them: a server is handed them with 0-2. */
 int ws_extra_fds(int *out, int max);
 
-/* The parent of a process, from /proc; 0 if there is no such process
-   (it ended and was reaped), -1 if it cannot be read. */
+/* The parent of a process, from /proc; 0 if that cannot be told (the
+   process has ended, or is ending).  Only a parent read as another
+   process's pid is evidence against a server. */
 pid_t ws_parent_of(pid_t pid);
 
 /* Run the command directly in this process, optionally with one extra

@@ -19,6 +19,7 @@
 #include "checksum.h"
 #include "find.h"
 #include "boot.h"
+#include "identity.h"
 #include "get_code_hook.h"
 
 PyObject *ws_ImageError;
@@ -459,7 +460,7 @@ PyInit__image(void)
         }
     }
     if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0
-        || ws_boot_add(m) < 0) {
+        || ws_boot_add(m) < 0 || ws_identity_add(m) < 0) {
         goto fail;
     }
     if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0

@@ -17,11 +17,13 @@ what the client says.  docs/architecture.md lists the comparison.
 """
 import os
 
-STATUS_FIELDS = (b"Uid", b"Gid", b"Groups", b"CapInh", b"CapPrm", b"CapEff",
-                 b"CapBnd", b"CapAmb", b"NoNewPrivs", b"Seccomp",
-                 b"Seccomp_filters")
-NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children",
-              "time", "time_for_children", "user", "uts")
+# What identity() returns, in order (src/server/identity.c).
+IDENTITY_FIELDS = (
+    "uids, gids, groups, capabilities, no_new_privs or seccomp",
+    *("namespace " + ns for ns in (
+        "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time",
+        "time_for_children", "user", "uts")),
+    "root directory", "LSM label")
 _IOPRIO_GET, _IOPRIO_SET, _IOPRIO_WHO_PROCESS = 252, 251, 1     # x86-64
 _libc = None
 
@@ -32,97 +34,93 @@ class Differs(Exception):
 
 
 def identity(pid):
-    """What must be equal, for process pid: {name: value}; a value that
-    cannot be read is None (and so differs from a readable one)."""
-    base = f"/proc/{pid}/"
-    out = {}
-    try:
-        with open(base + "status", "rb") as f:
-            for line in f.read().splitlines():
-                k, _, v = line.partition(b":")
-                if k in STATUS_FIELDS:
-                    out[k.decode()] = v.strip()
-    except OSError:
-        pass
-    for ns in NAMESPACES:
-        try:
-            out["ns/" + ns] = os.readlink(base + "ns/" + ns)
-        except FileNotFoundError:
-            out["ns/" + ns] = "absent"      # a kernel without it: both ends
-        except OSError:
-            out["ns/" + ns] = None
-    try:
-        st = os.stat(base + "root")
-        out["root"] = (st.st_dev, st.st_ino)
-    except OSError:
-        out["root"] = None
-    out["lsm label"] = _read(base + "attr/current")
-    return out
+    """What must be equal, for process pid, as one tuple."""
+    from ._image import identity
+    return identity(pid)
 
 
 def _read(path):
+    """A small /proc file, in three system calls (open() takes eight)."""
     try:
-        with open(path, "rb") as f:
-            return f.read().strip(b"\0\n")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.read(fd, 65536).strip(b"\0\n")
+        finally:
+            os.close(fd)
     except OSError as e:
-        return e.errno          # EINVAL without an LSM: the same on both ends
+        return e.errno
+
+
+class Snapshot:
+    """This process's identity and what a launch may set for itself,
+    taken once in the server (its workers start with the same)."""
+
+    def __init__(self, pid):
+        self.identity = identity(pid)
+        self.nice = os.getpriority(os.PRIO_PROCESS, pid)
+        self.policy = os.sched_getscheduler(pid)
+        self.param = os.sched_getparam(pid)
+        self.cpus = os.sched_getaffinity(pid)
+        self.ioprio = _ioprio(pid)
+        self.cgroup = _read(f"/proc/{pid}/cgroup")
+
+
+def _ioprio(pid):
+    if _libc is None:
+        return None
+    return _libc.syscall(_IOPRIO_GET, _IOPRIO_WHO_PROCESS, pid)
 
 
 def prepare():
-    """In the server, once: its own identity, and what the workers need."""
+    """In the server, once: its own Snapshot."""
     global _libc
     try:
         import ctypes
         _libc = ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError):
         _libc = None
-    return identity(os.getpid())
+    return Snapshot(os.getpid())
 
 
-def check(server_identity, pid):
-    """Raise Differs unless process pid has exactly the server's
-    identity."""
+def check(mine, pid):
+    """Raise Differs unless process pid has exactly our identity."""
     theirs = identity(pid)
-    names = [k for k, v in server_identity.items() if theirs.get(k) != v]
-    if names:
+    if theirs != mine.identity:
+        names = [n for n, a, b in zip(IDENTITY_FIELDS, theirs,
+                                      mine.identity) if a != b]
         raise Differs("the caller's " + ", ".join(names)
                       + " differ from the server's")
 
 
-def take_over(pid):
+def take_over(mine, pid):
     """In the worker: the client's scheduling, affinity, I/O priority and
     cgroup, as far as a process may set them for itself; Differs where it
     may not (a client with a better priority than the server's)."""
     try:
         nice = os.getpriority(os.PRIO_PROCESS, pid)
-        if nice != os.getpriority(os.PRIO_PROCESS, 0):
+        if nice != mine.nice:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         policy = os.sched_getscheduler(pid)
         param = os.sched_getparam(pid)
-        if (policy != os.sched_getscheduler(0)
-                or param != os.sched_getparam(0)):
+        if policy != mine.policy or param != mine.param:
             os.sched_setscheduler(0, policy, param)
         cpus = os.sched_getaffinity(pid)
-        if cpus != os.sched_getaffinity(0):
+        if cpus != mine.cpus:
             os.sched_setaffinity(0, cpus)
     except OSError as e:
         raise Differs(f"cannot take the caller's scheduling: {e}")
-    if _libc is not None:
-        prio = _libc.syscall(_IOPRIO_GET, _IOPRIO_WHO_PROCESS, pid)
-        if prio >= 0 and prio != _libc.syscall(_IOPRIO_GET,
-                                                _IOPRIO_WHO_PROCESS, 0):
-            if _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0, prio) < 0:
-                raise Differs("cannot take the caller's I/O priority")
-    _join_cgroup(pid)
+    prio = _ioprio(pid)
+    if prio is not None and prio >= 0 and prio != mine.ioprio:
+        if _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0, prio) < 0:
+            raise Differs("cannot take the caller's I/O priority")
+    theirs = _read(f"/proc/{pid}/cgroup")
+    if theirs != mine.cgroup:
+        _join_cgroup(theirs)
 
 
-def _join_cgroup(pid):
+def _join_cgroup(theirs):
     """Move into the client's cgroup (v2) when it is another one, so that
     its memory and CPU limits hold; where that is not allowed, Differs."""
-    theirs = _read(f"/proc/{pid}/cgroup")
-    ours = _read("/proc/self/cgroup")
-    if theirs == ours:
-        return
     if not isinstance(theirs, bytes) or not theirs.startswith(b"0::/") \
             or b"\n" in theirs:
         raise Differs("the caller is in another cgroup")

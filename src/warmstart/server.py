@@ -236,7 +236,20 @@ class Server:
                 self.program_signals[sig] = signal.getsignal(sig)
             except (OSError, ValueError):
                 pass
-        self.identity = confinement.prepare()
+        # Signals whose disposition a launch inherits from its caller:
+        # those the imports left as they were (not to a handler of
+        # theirs), but SIGPIPE and SIGXFSZ, which Python always ignores.
+        always = {getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ")
+                  if hasattr(signal, n)}
+        self.free_signals = {
+            sig for sig, h in self.start_signals.items()
+            if h is not None and self.program_signals.get(sig) is h
+            and sig not in always and h in (signal.SIG_DFL, signal.SIG_IGN,
+                                            signal.default_int_handler)}
+        self.free_ignored = {sig for sig in self.free_signals
+                             if self.program_signals[sig] == signal.SIG_IGN}
+        self.blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.confined = confinement.prepare()
         self.watch = Watch(_watched_paths())
         # A file edited while we imported may have been read before the
         # edit and stat-ed after it: the snapshot would call stale code
@@ -509,8 +522,14 @@ class Server:
             worker.send(conn, b"NOPE", b"server has threads")
             return False
         self.note_use()
-        pid = self.hand_to_spare(conn, payload, fds)
+        client = worker.peer_pid(conn)
+        pid = self.hand_to_spare(conn, payload, fds, client)
         if pid is None:
+            try:
+                confinement.check(self.confined, client)
+            except confinement.Differs as e:
+                worker.send(conn, b"NOPE", str(e).encode())
+                return False
             self.flush()
             pid = os.fork()
             if pid == 0:
@@ -541,8 +560,10 @@ class Server:
         child_end.close()
         self.spare = (pid, parent_end)
 
-    def hand_to_spare(self, conn, payload, fds):
-        """Give a launch to the spare; its pid, or None without one."""
+    def hand_to_spare(self, conn, payload, fds, client):
+        """Give a launch to the spare; its pid, or None without one.  The
+        client's confinement is checked while the spare takes over, and
+        the verdict sent after (worker.run)."""
         if self.spare is None:
             return None
         pid, chan = self.spare
@@ -551,6 +572,11 @@ class Server:
             socket.send_fds(chan, [b"RUN " + struct.pack("=I", len(payload))],
                             [conn.fileno(), *fds])
             chan.sendall(payload)
+            try:
+                confinement.check(self.confined, client)
+                chan.sendall(b"Y")
+            except confinement.Differs as e:
+                chan.sendall(b"N" + str(e).encode())
         except OSError:
             _kill(pid)
             return None
