@@ -12,6 +12,9 @@ processes; medians and their ratio are reported.  Also measured:
   (`python -c pass`), and of the start-up hook when no image is set;
 * the image with WARMSTART_HUGEPAGES=1 as a third configuration (runs
   follow each other closely, so huge pages are at hand: its best case);
+* WARMSTART=auto with the output read through pipes (as $(...) and
+  subprocess read it): the first run, the second, and stock, image and
+  auto runs alternating, all captured;
 * the page floor: the time the kernel takes to make every page of the
   image's objects (heap and atoms sections) private, in one system call,
   with no other work.  Any loader that sets each object's ob_type writes
@@ -96,6 +99,48 @@ def side_by_side(cmd, image, runs, huge=False):
         for env, t in zip(envs, times):
             t.append(timed_run(cmd, env))
     return [statistics.median(t) * 1e3 for t in times]
+
+
+def captured_run(cmd, env):
+    """A run whose output is read through pipes, as $(...) or subprocess
+    read it: it ends when every holder of the pipes has closed them."""
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, capture_output=True, check=True)
+    return time.perf_counter() - t
+
+
+def _wait_for_writers(cache):
+    for _ in range(1200):
+        busy = False
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    c = f.read()
+            except OSError:
+                continue
+            busy |= b"warmstart.auto" in c and cache.encode() in c
+        if not busy:
+            return
+        time.sleep(0.05)
+
+
+def auto_captured(cmd, image, runs, tmp):
+    """WARMSTART=auto with the output captured: the first run (which
+    leaves an image writer behind), the second, and then stock, image and
+    auto runs alternating, all captured; medians in ms."""
+    plain = env_without_warmstart()
+    cache = tempfile.mkdtemp(dir=tmp)
+    auto = dict(plain, WARMSTART="auto", WARMSTART_CACHE=cache)
+    first = captured_run(cmd, auto) * 1e3
+    _wait_for_writers(cache)
+    second = captured_run(cmd, auto) * 1e3
+    _wait_for_writers(cache)
+    envs = [plain, dict(plain, WARMSTART_IMAGE=image), auto]
+    times = [[] for _ in envs]
+    for _ in range(runs):
+        for env, t in zip(envs, times):
+            t.append(captured_run(cmd, env))
+    return first, second, [statistics.median(t) * 1e3 for t in times]
 
 
 def in_process(code, image, runs=5):
@@ -199,6 +244,14 @@ def main():
                   f" image {after:6.1f} ms (find {ip['image'][0]:.1f},"
                   f" code {ip['image'][1]:.1f}): "
                   f"{100 * (before - after) / before:4.1f}% removed")
+            first, second, (c_plain, c_image, c_auto) = auto_captured(
+                cmd, image, args.runs, tmp)
+            print(f"  {'':10s} WARMSTART=auto, output captured: first run"
+                  f" {first:.1f} ms, second {second:.1f} ms; alternating:"
+                  f" stock {c_plain:.1f}, image {c_image:.1f},"
+                  f" auto {c_auto:.1f} ms"
+                  f" ({'not slower' if c_auto <= c_image * 1.03 else 'SLOWER'}"
+                  f" than the image)")
             floor, size = page_floor(image)
             if floor is None:
                 print(f"  {'':10s} page floor: not measured (the kernel lacks"
