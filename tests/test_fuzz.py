@@ -24,6 +24,18 @@ def test_fuzz_loader(tmp_path):
     if p.returncode != 0 and "fuzzer" in p.stderr and "cannot find" in p.stderr:
         pytest.skip("libFuzzer runtime not installed")
     assert p.returncode == 0, p.stderr[-3000:]
+    # Inputs that once crashed the loader (under the build's Python or
+    # another): each must now give a clean error.
+    regressions = sorted(os.path.join(ROOT, "fuzz", "regressions", n)
+                         for n in os.listdir(os.path.join(ROOT, "fuzz",
+                                                          "regressions"))
+                         if n.endswith(".img"))
+    if regressions:
+        rerun = subprocess.run(
+            [str(build / "fuzz_image"), "-detect_leaks=0", *regressions],
+            capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        assert rerun.returncode == 0, rerun.stderr[-4000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     run = subprocess.run(

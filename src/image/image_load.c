@@ -422,6 +422,30 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
             || (uint64_t)a->length >= (size - head) / kind) {
             return "atom string header";
         }
+        /* What the runtime would follow or trust: no cached UTF-8 or
+           wchar_t buffer (pointers the writer cleared), the terminating
+           NUL in place, and on 3.11 a string marked ready (else it is
+           rebuilt from a wstr it does not have). */
+        const unsigned char *data = (const unsigned char *)p + head;
+        int bad = 0;
+        for (unsigned int k = 0; k < kind; k++) {
+            bad |= data[(uint64_t)a->length * kind + k];
+        }
+        if (!a->state.ascii) {
+            const PyCompactUnicodeObject *c = (const PyCompactUnicodeObject *)p;
+            bad |= c->utf8 != NULL || c->utf8_length != 0;
+#if PY_VERSION_HEX < 0x030C0000
+            bad |= c->wstr_length != 0;
+#endif
+        }
+#if PY_VERSION_HEX < 0x030C0000
+        bad |= a->wstr != NULL || !a->state.ready;
+#else
+        bad |= a->state.statically_allocated;
+#endif
+        if (bad) {
+            return "atom string state";
+        }
         break;
     }
     case WS_TYPE_BYTES: {

@@ -69,8 +69,7 @@ def run(server, conn, request, fds, left=False, verdict=None):
         try:
             if not left:
                 _leave_server(server)
-            new = _take_over(server, conn, request, fds)
-            conn = new
+            conn, verdict = _take_over(server, conn, request, fds, verdict)
             if verdict is not None:
                 answer = verdict.recv(4096)
                 verdict.close()
@@ -112,7 +111,7 @@ def _leave_server(server):
             pass
 
 
-def _take_over(server, conn, request, fds):
+def _take_over(server, conn, request, fds, verdict=None):
     try:
         confinement.take_over(server.confined, peer_pid(conn))
     except confinement.Differs as e:
@@ -147,13 +146,14 @@ def _take_over(server, conn, request, fds):
     else:
         sys.argv[:] = ["-" + cmd.kind.decode()] + args
     # Last of what can refuse: after it, conn is another socket object.
-    conn = _take_fds(conn, fds, [0, 1, 2] + request.extra_fds)
+    socks = _take_fds([conn] if verdict is None else [conn, verdict], fds,
+                      [0, 1, 2] + request.extra_fds)
     _make_stdio(server.old_streams)
     np_random = sys.modules.get("numpy.random")
     if np_random is not None and hasattr(np_random, "seed"):
         np_random.seed()        # stdlib random reseeds itself at fork
     _take_signals(server, request)
-    return conn
+    return socks if verdict is not None else (socks[0], None)
 
 
 def _take_signals(server, request):
@@ -181,14 +181,15 @@ def peer_pid(conn):
     return struct.unpack("3i", creds)[0]
 
 
-def _take_fds(conn, fds, targets):
+def _take_fds(socks, fds, targets):
     """The client's descriptors at the client's numbers, inheritable as a
-    direct run has them; the connection to the client out of their way,
-    high up (a program that writes to a descriptor it was not given must
-    not reach it)."""
+    direct run has them; our own sockets (the connection to the client,
+    the channel from the server) out of their way, high up (a program
+    that writes to a descriptor it was not given must not reach them).
+    Returns the sockets, moved."""
     if len(fds) != len(targets):
         raise Refuse("descriptors and their numbers do not match")
-    mine = set(fds) | {conn.fileno()}
+    mine = set(fds) | {s.fileno() for s in socks}
     for t in targets[3:]:           # 0-2 are the server's /dev/null and log
         if t not in mine and _is_open(t):
             raise Refuse(f"descriptor {t} is in use by the preloaded modules")
@@ -199,9 +200,11 @@ def _take_fds(conn, fds, targets):
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
     for fd in fds:
         os.close(fd)
-    new = socket.socket(fileno=fcntl.fcntl(conn.fileno(),
-                                           fcntl.F_DUPFD_CLOEXEC, high))
-    conn.close()
+    new = []
+    for s in socks:
+        new.append(socket.socket(fileno=fcntl.fcntl(
+            s.fileno(), fcntl.F_DUPFD_CLOEXEC, high)))
+        s.close()
     for fd, t in zip(moved, targets):
         os.dup2(fd, t)              # inheritable, as it was in the client
         os.close(fd)
@@ -299,11 +302,16 @@ def _exit_code(e):
         # As _Py_HandleSystemExit: taken as a C long; one that does not
         # fit is -1.
         if not -2 ** 63 <= code < 2 ** 63:
-            try:
-                sys.stderr.write("OverflowError: Python int too large to "
-                                 "convert to C long\n")
-            except Exception:
-                pass
+            # Reported from 3.12 on, at threading shutdown from 3.13 (a
+            # program that imported threading gets a longer report there).
+            msg = "OverflowError: Python int too large to convert to C long\n"
+            if sys.version_info >= (3, 13):
+                msg = "Exception ignored on threading shutdown:\n" + msg
+            if sys.version_info >= (3, 12):
+                try:
+                    sys.stderr.write(msg)
+                except Exception:
+                    pass
             return 255
         return code & 0xff
     try:
