@@ -179,18 +179,44 @@ def _missing(found, finder, before, skipped):
     own modules, what the writer could not store, and modules of the
     image that another finder answered for (an import hook's alias)."""
     out = []
+    stale = set(_stale(finder)) if finder is not None else set()
     for m in found:
         name = m[0]
         if (name in before or name == "__main__" or name in skipped
                 or name == "warmstart" or name.startswith("warmstart.")):
             continue
-        if finder is None or name not in finder.entry \
-                or name in finder.fallbacks:
+        if finder is None or name not in finder.entry or name in stale:
             out.append(m)
     return out
 
 
+def _stale(finder):
+    """Modules of the image refused as stale (not those another finder
+    answered for first: that repeats at every run, the image is right)."""
+    return [n for n, why in finder.fallbacks.items()
+            if not why.startswith("found first by")]
+
+
+def _maybe_missing(finder, before):
+    """A cheap first look, at every exit: could a source module of this
+    run be missing from the image?  (_missing decides, at a cost.)"""
+    if finder is None or _stale(finder):
+        return True
+    from _frozen_importlib_external import SourceFileLoader
+    entry = finder.entry
+    for name, mod in list(sys.modules.items()):
+        if (name in entry or name in before or name == "__main__"
+                or name.startswith("warmstart")):
+            continue
+        spec = getattr(mod, "__spec__", None)
+        if isinstance(getattr(spec, "loader", None), SourceFileLoader):
+            return True
+    return False
+
+
 def _at_exit(path, finder, snapshot, before):
+    if not _maybe_missing(finder, before):
+        return                  # the image has every module: nothing to do
     from . import build
     from .fds import inheritable as inheritable_fds
     found, pkg_paths, _ = build.modules_from_run(sys.modules)
