@@ -94,6 +94,7 @@ image = Extension(
         "src/importer/find.c",
         "src/importer/boot.c",
         "src/server/identity.c",
+        "src/server/pages.c",
     ],
     depends=[
         "src/image/image_format.h",
@@ -104,6 +105,7 @@ image = Extension(
         "src/importer/find.h",
         "src/importer/boot.h",
         "src/server/identity.h",
+        "src/server/pages.h",
     ],
     include_dirs=["src/image", "src/importer", "src/server"],
     extra_compile_args=extra,

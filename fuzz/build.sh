@@ -21,7 +21,7 @@ $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Isrc/importer -Isrc/server fuzz/fuzz_image.c src/image/module.c src/image/image_load.c \
     src/image/image_write.c src/image/checksum.c src/image/fingerprint.c \
     src/image/interp_state.c src/importer/get_code_hook.c src/importer/find.c \
-    src/importer/boot.c src/server/identity.c \
+    src/importer/boot.c src/server/identity.c src/server/pages.c \
     -L"$libdir" -Wl,-rpath,"$libdir" -lpython"$ver" -lm \
     -o "$out/fuzz_image"
 $PYTHON fuzz/make_seeds.py "$out/seeds"

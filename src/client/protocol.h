@@ -8,8 +8,9 @@
    serves only its own uid (SO_PEERCRED of the client); the client sends
    RUN only to a socket whose listener has its uid, and takes the pid of
    a PID reply only if /proc shows that process as the listener's child.
-   The worker then compares the client's credentials and confinement with
-   its own (src/warmstart/confinement.py) and answers NOPE if they differ.
+   The server then compares the client's credentials and confinement
+   with its own (src/warmstart/confinement.py) and answers NOPE if they
+   differ, before any worker sees the launch.
 
    client -> server
      "RUN "  the launch.  Payload: NUL-terminated fields
@@ -37,7 +38,14 @@
              on a normal exit; the server sends it when it reaps a worker
              (which covers death by a signal and os._exit).  The first
              one counts.
-     "BYE "  the answer to STOP; no payload. */
+     "BYE "  the answer to STOP; no payload.
+
+   server -> spare worker (a socketpair inside the server's process tree,
+   not a client's socket)
+     "HAND"  a launch the server has checked.  Payload: marshal of
+             (settable, RUN payload), settable being what the worker
+             takes over from the client (confinement.check) or None;
+             the client's connection and then the RUN's fds attached. */
 #ifndef WS_PROTOCOL_H
 #define WS_PROTOCOL_H
 

@@ -20,6 +20,7 @@
 #include "find.h"
 #include "boot.h"
 #include "identity.h"
+#include "pages.h"
 #include "get_code_hook.h"
 
 PyObject *ws_ImageError;
@@ -460,7 +461,8 @@ PyInit__image(void)
         }
     }
     if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0
-        || ws_boot_add(m) < 0 || ws_identity_add(m) < 0) {
+        || ws_boot_add(m) < 0 || ws_identity_add(m) < 0
+        || ws_pages_add(m) < 0) {
         goto fail;
     }
     if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0

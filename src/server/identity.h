@@ -5,7 +5,7 @@
 
 #include <Python.h>
 
-/* Add identity(pid) to the module: 0, or -1 with an exception set. */
+/* Add identity(pid) and settable(pid) to the module: 0, or -1 with an exception set. */
 int ws_identity_add(PyObject *module);
 
 #endif /* WS_IDENTITY_H */

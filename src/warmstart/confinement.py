@@ -15,6 +15,7 @@ come in the request.  Everything is read from /proc of the client's pid,
 which the kernel reports for the connection (SO_PEERCRED), never from
 what the client says.  docs/architecture.md lists the comparison.
 """
+import errno
 import os
 
 # What identity() returns, in order (src/server/identity.c).
@@ -24,7 +25,7 @@ IDENTITY_FIELDS = (
         "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time",
         "time_for_children", "user", "uts")),
     "root directory", "LSM label")
-_IOPRIO_GET, _IOPRIO_SET, _IOPRIO_WHO_PROCESS = 252, 251, 1     # x86-64
+_IOPRIO_SET, _IOPRIO_WHO_PROCESS = 251, 1     # x86-64
 _libc = None
 
 
@@ -33,22 +34,18 @@ class Differs(Exception):
     the server has: the launch runs directly."""
 
 
-def identity(pid):
-    """What must be equal, for process pid, as one tuple."""
+def identity(pid, attr=True):
+    """What must be equal, for process pid, as one tuple; attr false
+    where no LSM label is given to any process (identity.c)."""
     from ._image import identity
-    return identity(pid)
+    return identity(pid, attr)
 
 
-def _read(path):
-    """A small /proc file, in three system calls (open() takes eight)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return os.read(fd, 65536).strip(b"\0\n")
-        finally:
-            os.close(fd)
-    except OSError as e:
-        return e.errno
+def settable(pid):
+    """What process pid has that a process may set for itself: (nice,
+    policy, priority, cpus, ioprio, cgroup); OSError if it is gone."""
+    from ._image import settable
+    return settable(pid)
 
 
 class Snapshot:
@@ -57,18 +54,10 @@ class Snapshot:
 
     def __init__(self, pid):
         self.identity = identity(pid)
-        self.nice = os.getpriority(os.PRIO_PROCESS, pid)
-        self.policy = os.sched_getscheduler(pid)
-        self.param = os.sched_getparam(pid)
-        self.cpus = os.sched_getaffinity(pid)
-        self.ioprio = _ioprio(pid)
-        self.cgroup = _read(f"/proc/{pid}/cgroup")
-
-
-def _ioprio(pid):
-    if _libc is None:
-        return None
-    return _libc.syscall(_IOPRIO_GET, _IOPRIO_WHO_PROCESS, pid)
+        # No LSM that labels processes (EINVAL for our own label): none of
+        # them has one, and reading the client's only says so again.
+        self.attr = self.identity[-1] != errno.EINVAL
+        self.settable = settable(pid)
 
 
 def prepare():
@@ -83,39 +72,49 @@ def prepare():
 
 
 def check(mine, pid):
-    """Raise Differs unless process pid has exactly our identity."""
-    theirs = identity(pid)
+    """In the server, before a launch is handed on: raise Differs unless
+    process pid has exactly our identity.  Returns what the worker must
+    take over from it (for take_over), or None where it has ours."""
+    theirs = identity(pid, mine.attr)
     if theirs != mine.identity:
         names = [n for n, a, b in zip(IDENTITY_FIELDS, theirs,
                                       mine.identity) if a != b]
         raise Differs("the caller's " + ", ".join(names)
                       + " differ from the server's")
-
-
-def take_over(mine, pid):
-    """In the worker: the client's scheduling, affinity, I/O priority and
-    cgroup, as far as a process may set them for itself; Differs where it
-    may not (a client with a better priority than the server's)."""
     try:
-        nice = os.getpriority(os.PRIO_PROCESS, pid)
-        if nice != mine.nice:
+        values = settable(pid)
+    except OSError as e:
+        raise Differs(f"cannot read the caller's scheduling: {e}")
+    return None if values == mine.settable else values
+
+
+def take_over(mine, theirs):
+    """In the worker: the client's scheduling, affinity, I/O priority and
+    cgroup (theirs, from check), as far as a process may set them for
+    itself; Differs where it may not (a client with a better priority
+    than the server's)."""
+    nice, policy, priority, cpus, ioprio, cgroup = theirs
+    try:
+        if nice != mine.settable[0]:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
-        policy = os.sched_getscheduler(pid)
-        param = os.sched_getparam(pid)
-        if policy != mine.policy or param != mine.param:
-            os.sched_setscheduler(0, policy, param)
-        cpus = os.sched_getaffinity(pid)
-        if cpus != mine.cpus:
-            os.sched_setaffinity(0, cpus)
+        if (policy, priority) != mine.settable[1:3]:
+            os.sched_setscheduler(0, policy, os.sched_param(priority))
+        if cpus != mine.settable[3]:
+            os.sched_setaffinity(0, _cpus(cpus))
     except OSError as e:
         raise Differs(f"cannot take the caller's scheduling: {e}")
-    prio = _ioprio(pid)
-    if prio is not None and prio >= 0 and prio != mine.ioprio:
-        if _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS, 0, prio) < 0:
+    if ioprio >= 0 and ioprio != mine.settable[4]:
+        if _libc is None or _libc.syscall(_IOPRIO_SET, _IOPRIO_WHO_PROCESS,
+                                          0, ioprio) < 0:
             raise Differs("cannot take the caller's I/O priority")
-    theirs = _read(f"/proc/{pid}/cgroup")
-    if theirs != mine.cgroup:
-        _join_cgroup(theirs)
+    if cgroup != mine.settable[5]:
+        _join_cgroup(cgroup)
+
+
+def _cpus(mask):
+    """The CPU numbers set in an affinity mask as the kernel fills it."""
+    bits = int.from_bytes(mask, "little")
+    return {n for n in range(bits.bit_length()) if bits >> n & 1}
 
 
 def _join_cgroup(theirs):

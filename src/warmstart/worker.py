@@ -20,6 +20,7 @@ import types
 from . import confinement
 
 EXITED, SIGNALED = 0, 1
+HAND = b"HAND"          # server to spare: a checked launch (protocol.h)
 RLIM_UNSIGNED_INFINITY = 2 ** 64 - 1
 
 
@@ -33,49 +34,36 @@ def send(conn, tag, payload=b""):
 
 def wait_as_spare(server, chan):
     """In a spare worker: leave the server behind, then wait for a launch
-    (the client's connection, its fds 0-2 and the request) on chan; exit
-    if the server goes away instead.  Never returns."""
+    the server has checked (HAND: the client's connection and fds, what
+    to take over from the client, the request) on chan; exit if the
+    server goes away instead.  Never returns."""
     try:
         _leave_server(server)
+        _prefault(server)
+        import marshal
         from .server import MAX_FDS, Request, _receive
-        _warm_up(server)
-        tag, payload, fds = _receive(chan, maxfds=1 + MAX_FDS)
-        if tag != b"RUN " or len(fds) < 4:
+        tag, message, fds = _receive(chan, maxfds=1 + MAX_FDS)
+        chan.close()
+        if tag != HAND or len(fds) < 4:
             os._exit(0)
         conn = socket.socket(fileno=fds[0])
+        settable, payload = marshal.loads(message)
         request = Request(payload)
     except BaseException:
         os._exit(0)
-    run(server, conn, request, fds[1:], left=True, verdict=chan)
+    run(server, conn, request, fds[1:], settable, left=True)
 
 
-def _warm_up(server):
-    """While no client waits: run the take-over's checks once on this
-    process, so that the pages they write are copied (from the server's,
-    after fork) now and not while a launch waits (about 0.4 ms here)."""
-    try:
-        confinement.take_over(server.confined, os.getpid())
-    except (confinement.Differs, OSError):
-        pass
-
-
-def run(server, conn, request, fds, left=False, verdict=None):
-    """In the child, after fork; never returns.  A spare takes the launch
-    over while the server compares the client's confinement with its own
-    (confinement.check) and sends the verdict on the spare's channel: Y,
-    or N and why; a worker forked for the launch was checked before."""
+def run(server, conn, request, fds, settable, left=False):
+    """In the child, after fork, for a launch the server checked
+    (confinement.check; settable is what it found to take over); never
+    returns."""
     status = (EXITED, 1)
     try:
         try:
             if not left:
                 _leave_server(server)
-            conn, verdict = _take_over(server, conn, request, fds, verdict)
-            if verdict is not None:
-                answer = verdict.recv(4096)
-                verdict.close()
-                if answer[:1] != b"Y":
-                    raise Refuse(answer[1:].decode(errors="replace")
-                                 or "the server gave no verdict")
+            conn = _take_over(server, conn, request, fds, settable)
         except Refuse as e:
             send(conn, b"NOPE", str(e).encode())
             os._exit(0)
@@ -92,10 +80,31 @@ def run(server, conn, request, fds, left=False, verdict=None):
             send(conn, b"EXIT", struct.pack("=II", *status))
         except OSError:
             pass
+        _learn(server)
         if status[0] == SIGNALED:
             signal.signal(status[1], signal.SIG_DFL)
             os.kill(os.getpid(), status[1])
         os._exit(status[1] if status[0] == EXITED else 1)
+
+
+def _prefault(server):
+    """In a spare, before it waits: copy now the pages that the last
+    launch had to copy while its client waited (src/server/pages.c)."""
+    try:
+        from ._image import prefault
+        prefault(server.learned)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _learn(server):
+    """After a launch (its client already has its status): note the pages
+    it made its own, for the next spare."""
+    try:
+        from ._image import written
+        written(server.learned)
+    except BaseException:       # the program's end must stay as it was
+        pass
 
 
 def _leave_server(server):
@@ -111,11 +120,12 @@ def _leave_server(server):
             pass
 
 
-def _take_over(server, conn, request, fds, verdict=None):
-    try:
-        confinement.take_over(server.confined, peer_pid(conn))
-    except confinement.Differs as e:
-        raise Refuse(str(e))
+def _take_over(server, conn, request, fds, settable):
+    if settable is not None:
+        try:
+            confinement.take_over(server.confined, settable)
+        except confinement.Differs as e:
+            raise Refuse(str(e))
     try:
         os.chdir(request.cwd)
     except OSError as e:
@@ -146,14 +156,13 @@ def _take_over(server, conn, request, fds, verdict=None):
     else:
         sys.argv[:] = ["-" + cmd.kind.decode()] + args
     # Last of what can refuse: after it, conn is another socket object.
-    socks = _take_fds([conn] if verdict is None else [conn, verdict], fds,
-                      [0, 1, 2] + request.extra_fds)
+    conn = _take_fds(conn, fds, [0, 1, 2] + request.extra_fds)
     _make_stdio(server.old_streams)
     np_random = sys.modules.get("numpy.random")
     if np_random is not None and hasattr(np_random, "seed"):
         np_random.seed()        # stdlib random reseeds itself at fork
     _take_signals(server, request)
-    return socks if verdict is not None else (socks[0], None)
+    return conn
 
 
 def _take_signals(server, request):
@@ -181,34 +190,39 @@ def peer_pid(conn):
     return struct.unpack("3i", creds)[0]
 
 
-def _take_fds(socks, fds, targets):
+def _take_fds(conn, fds, targets):
     """The client's descriptors at the client's numbers, inheritable as a
-    direct run has them; our own sockets (the connection to the client,
-    the channel from the server) out of their way, high up (a program
-    that writes to a descriptor it was not given must not reach them).
-    Returns the sockets, moved."""
+    direct run has them; our connection to the client out of their way,
+    high up (a program that writes to a descriptor it was not given must
+    not reach it).  Returns the connection, moved."""
     if len(fds) != len(targets):
         raise Refuse("descriptors and their numbers do not match")
-    mine = set(fds) | {s.fileno() for s in socks}
+    mine = set(fds)
+    mine.add(conn.fileno())
     for t in targets[3:]:           # 0-2 are the server's /dev/null and log
         if t not in mine and _is_open(t):
             raise Refuse(f"descriptor {t} is in use by the preloaded modules")
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     low = max(targets) + 1
     # High, but not so high that the descriptor table must grow far.
-    high = max(low + len(fds), min(soft, 1024) - 2)
-    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
+    high = max(low + len(fds),
+               min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024) - 2)
+    moved = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0,
+                          fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC,
+                                      high))
+    conn.close()
+    if not set(fds).intersection(targets):
+        # The usual case: each one straight to its place.
+        for fd, t in zip(fds, targets):
+            os.dup2(fd, t)          # inheritable, as it was in the client
+            os.close(fd)
+        return moved
+    staged = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
     for fd in fds:
         os.close(fd)
-    new = []
-    for s in socks:
-        new.append(socket.socket(fileno=fcntl.fcntl(
-            s.fileno(), fcntl.F_DUPFD_CLOEXEC, high)))
-        s.close()
-    for fd, t in zip(moved, targets):
-        os.dup2(fd, t)              # inheritable, as it was in the client
+    for fd, t in zip(staged, targets):
+        os.dup2(fd, t)
         os.close(fd)
-    return new
+    return moved
 
 
 def _is_open(fd):
