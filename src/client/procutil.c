@@ -59,6 +59,12 @@ handle_tstp(int sig)
     errno = saved;
 }
 
+/* The caller's disposition of each signal we relay, to be put back
+   before an exec or our own death: a signal it ignores (nohup, a
+   background job) stays ignored in the program, and is not relayed. */
+static struct sigaction callers[65];
+static char replaced[65];
+
 static void
 install(int sig, void (*handler)(int), int flags)
 {
@@ -68,7 +74,13 @@ install(int sig, void (*handler)(int), int flags)
     sa.sa_handler = handler;
     sa.sa_flags = SA_RESTART | flags;
     sigemptyset(&sa.sa_mask);
-    sigaction(sig, &sa, NULL);
+    if (sigaction(sig, &sa, &callers[sig]) < 0)
+        return;
+    replaced[sig] = 1;
+    if (callers[sig].sa_handler == SIG_IGN) {
+        sigaction(sig, &callers[sig], NULL);
+        replaced[sig] = 0;
+    }
 }
 
 void
@@ -115,16 +127,15 @@ ws_release_signals(void)
 void
 ws_restore_signals(void)
 {
-    int k;
+    int sig;
 
     program_pid = 0;
-    for (k = 0; group_signals[k]; k++)
-        signal(group_signals[k], SIG_DFL);
-    for (k = 0; process_signals[k]; k++)
-        signal(process_signals[k], SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGCONT, SIG_DFL);
-    signal(SIGTSTP, SIG_DFL);
+    for (sig = 1; sig < 65; sig++) {
+        if (replaced[sig]) {
+            sigaction(sig, &callers[sig], NULL);
+            replaced[sig] = 0;
+        }
+    }
 }
 
 void

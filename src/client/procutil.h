@@ -24,7 +24,8 @@ void ws_forward_signals(pid_t pid);
 void ws_hold_signals(void);
 void ws_release_signals(void);
 
-/* Stop forwarding (before the client exits or execs). */
+/* Stop forwarding (before the client exits or execs): the caller's own
+   dispositions back, SIG_IGN included. */
 void ws_restore_signals(void);
 
 /* Exit with the program's status: the same code, or death by the same
