@@ -92,6 +92,20 @@ get_buffer(PyObject *arg, Py_buffer *view, uint64_t *cap_pairs)
     return 0;
 }
 
+/* Append one run of pages to buf, while it and the page budget last. */
+static void
+add_run(unsigned char *base, uint64_t cap, uint32_t *count, uint64_t *total,
+        uint64_t start, uint64_t len)
+{
+    if (len == 0 || *count >= cap || *total + len > WS_PREFAULT_MAX_PAGES) {
+        return;
+    }
+    uint64_t pair[2] = {start, len};
+    memcpy(base + 8 + (size_t)*count * 16, pair, 16);
+    (*count)++;
+    *total += len;
+}
+
 static PyObject *
 written(PyObject *Py_UNUSED(module), PyObject *arg)
 {
@@ -129,13 +143,7 @@ written(PyObject *Py_UNUSED(module), PyObject *arg)
                     run_len++;
                     continue;
                 }
-                if (run_len > 0 && count < cap
-                    && total + run_len <= WS_PREFAULT_MAX_PAGES) {
-                    uint64_t pair[2] = {run_start, run_len};
-                    memcpy(base + 8 + (size_t)count * 16, pair, 16);
-                    count++;
-                    total += run_len;
-                }
+                add_run(base, cap, &count, &total, run_start, run_len);
                 run_len = 0;
                 if (own) {
                     run_start = addr;
@@ -143,13 +151,7 @@ written(PyObject *Py_UNUSED(module), PyObject *arg)
                 }
             }
         }
-        if (run_len > 0 && count < cap
-            && total + run_len <= WS_PREFAULT_MAX_PAGES) {
-            uint64_t pair[2] = {run_start, run_len};
-            memcpy(base + 8 + (size_t)count * 16, pair, 16);
-            count++;
-            total += run_len;
-        }
+        add_run(base, cap, &count, &total, run_start, run_len);
     }
     if (fd >= 0) {
         close(fd);

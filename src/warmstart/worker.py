@@ -210,17 +210,14 @@ def _take_fds(conn, fds, targets):
                           fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC,
                                       high))
     conn.close()
-    if not set(fds).intersection(targets):
-        # The usual case: each one straight to its place.
-        for fd, t in zip(fds, targets):
-            os.dup2(fd, t)          # inheritable, as it was in the client
+    if set(fds).intersection(targets):
+        # One would be overwritten before it is moved: stage them above.
+        staged = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
+        for fd in fds:
             os.close(fd)
-        return moved
-    staged = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
-    for fd in fds:
-        os.close(fd)
-    for fd, t in zip(staged, targets):
-        os.dup2(fd, t)
+        fds = staged
+    for fd, t in zip(fds, targets):
+        os.dup2(fd, t)              # inheritable, as it was in the client
         os.close(fd)
     return moved
 
