@@ -360,6 +360,68 @@ def test_new_shadowing_file(project, app_image, tmp_path):
     assert out.stdout.strip() == "shadow"
 
 
+# Imports some modules from the image, changes the image file in place
+# the way a careless deploy or a full disk would, then uses those modules
+# and imports more that the image holds.
+CHANGE_UNDER_RUN = """
+import os, sys
+import app.util
+path = os.environ.get("WARMSTART_IMAGE")
+how = sys.argv[1]
+if path and how != "none":
+    data = open(path, "rb").read()
+    if how == "truncate":
+        os.truncate(path, 0)
+    elif how in ("closed", "reused"):        # a daemon's close-all
+        os.closerange(3, 1024)
+        if how == "reused":
+            fd = os.open(path + ".other", os.O_RDWR | os.O_CREAT)
+            os.write(fd, data)
+            for n in range(3, 100):
+                os.dup2(fd, n)
+    elif how == "shrink":
+        os.truncate(path, len(data) // 3)
+    else:
+        with open(path, "wb") as f:         # what cp does: O_TRUNC, write
+            f.write(data if how == "same" else bytes(b ^ 0x5A for b in data))
+import app.circ_a, inspect, pkgutil
+print(app.util.VALUE, app.circ_a.b(), inspect.getsource(app.util.fail).split()[1])
+try:
+    app.util.fail()
+except ValueError as e:
+    print(e, sorted(m.name for m in pkgutil.iter_modules(app.__path__)))
+"""
+
+
+@needs_pth
+@pytest.mark.parametrize("how", ["truncate", "shrink", "cp", "same",
+                                 "closed", "reused"])
+def test_image_changed_under_running_program(project, app_image, how):
+    """Code already handed out never reads the file again; a later import
+    that finds the file changed falls back with one line (image_load.c)."""
+    (project / "change.py").write_text(CHANGE_UNDER_RUN)
+    direct = run(["change.py", how], project)
+    p = run(["change.py", how], project, image=app_image)
+    assert p.stdout == direct.stdout
+    n = served(p.stderr)
+    lines = [l for l in p.stderr.splitlines()       # less the stats
+             if not l.startswith(("warmstart: served", "warmstart:   "))]
+    if how == "same":
+        # The same bytes read again: everything is still served.
+        assert lines == [], p.stderr
+        assert n >= 5, p.stderr
+    elif how == "shrink":
+        # What the rest of the file still holds may be served.
+        assert not lines or len(lines) == 1 and "shrank" in lines[0], p.stderr
+        assert n >= 1, p.stderr
+    else:
+        assert len(lines) == 1 and lines[0].startswith("warmstart: "), p.stderr
+        why = {"truncate": "shrank", "cp": "checksum", "closed": "closed",
+               "reused": "names another file"}[how]
+        assert why in lines[0], lines[0]
+        assert n >= 1, p.stderr         # app and app.util came from it
+
+
 def searched(stderr):
     m = re.search(r"warmstart: served \d+ modules from .* \((\d+) after a "
                   r"full path search\)", stderr)

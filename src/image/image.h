@@ -31,10 +31,14 @@ PyObject *ws_write_image(PyObject *path, PyObject *entries,
    counter, as the code object constructor would; 0 when it is exhausted. */
 uint32_t ws_take_code_versions(uint32_t n);
 
-/* The unit in which the loader can make mapped pages private before
-   writing (copy_chunk in image_load.c): a transparent huge page on
+/* The unit in which the loader can take the file's pages in one piece
+   before writing (copy_chunk in image_load.c): a transparent huge page on
    x86-64. */
 #define WS_CHUNK_SIZE ((uint64_t)2 << 20)
+
+/* The lowest descriptor number an open image's file may take (see
+   ws_image_open). */
+#define WS_IMAGE_FD_FLOOR 48
 
 /* Load-time state of one module. */
 struct ws_module_state {
@@ -57,13 +61,20 @@ typedef struct {
     unsigned long long ns_checksum, ns_fixup, ns_intern, ns_frozensets,
                        ns_chunks;
     unsigned long long chunks_private;  /* chunks copied in one piece */
+    unsigned long long pages_read, reads;   /* copied from the file (bring) */
 } ws_stats;
 
 /* image_load.c: an open image. */
 typedef struct {
-    unsigned char *base;        /* where the file is mapped */
+    unsigned char *base;        /* private copy of the file, filled lazily */
     uint64_t size;              /* of the file */
-    uint64_t map_size;          /* of the mapping: whole chunks */
+    uint64_t map_size;          /* of the region: whole chunks */
+    /* The file stays open to read pages on first use (image_load.c,
+       bring); its identity is checked before every read. */
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    unsigned char *page_read;   /* bitmap: page copied from the file */
     int64_t delta;              /* base - preferred_base */
     struct ws_header hdr;       /* validated copy */
     const struct ws_module *modules;
@@ -97,6 +108,9 @@ int ws_image_open(ws_image *img, const char *path);
    exception) if `op` is not an open Image (module.c). */
 ws_image *ws_image_of(PyObject *op);
 void ws_image_release(ws_image *img);
+/* Make bytes [off, off + size) of the file present in img->base, or fail
+   with an exception (the file changed, shrank or was closed). */
+int ws_image_bring(ws_image *img, uint64_t off, uint64_t size);
 /* Entry number of a module, -1 if absent, -2 with an exception set. */
 Py_ssize_t ws_image_find(ws_image *img, const char *name, Py_ssize_t len);
 /* The validated entry i, or NULL with an exception set. */

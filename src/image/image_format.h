@@ -2,7 +2,7 @@
  *
  * An image holds the compiled code of many modules, each object stored in
  * the exact memory layout of the interpreter that wrote it, so that loading
- * is a mmap plus a few fix-ups instead of an unmarshal.  docs/image-format.md
+ * is a read plus a few fix-ups instead of an unmarshal.  docs/image-format.md
  * is the long version of this comment; keep the two in step.
  *
  * The file is only ever read by the build that wrote it: the fingerprint in

@@ -8,13 +8,23 @@
  * Open (cost independent of the number of modules):
  *   1. read the header, check magic, format version, size, its checksum
  *      and the interpreter fingerprint;
- *   2. mmap the whole file MAP_PRIVATE at the preferred address if it is
- *      free (a hint, never MAP_FIXED), anywhere otherwise;
+ *   2. reserve anonymous memory for the whole file at the preferred
+ *      address if it is free (a hint, never MAP_FIXED), anywhere
+ *      otherwise; keep the file open, high up;
  *   3. map zeroed side tables (resolved atoms, module states).
  *
+ * The file is never mapped.  Each page is copied into the reserved memory
+ * by pread on the first use of anything in it (ws_image_bring), before it
+ * is checked, and never read again: what the loader checked is what it
+ * uses, and a later change to the file (cp over it, truncation) cannot
+ * reach objects already handed out, as it would through a file mapping
+ * (truncation takes even a private mapping's copied pages away).  A
+ * change seen by a later read fails a checksum or reads short, and that
+ * module falls back to the normal import.
+ *
  * Materialise one module, on its first request:
- *   1. check the entry's bounds and checksum, then the checksum of the
- *      segment and its bitmap;
+ *   1. read the entry and its names, check its bounds and checksum; read
+ *      the segment and its bitmap, check their checksum;
  *   2. walk the segment's objects in address order.  For each: check the
  *      header (type tag, immortal count, size within the segment) and set
  *      the real type; for each reference field check that it is marked,
@@ -40,6 +50,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -194,6 +205,7 @@ ws_image_open(ws_image *img, const char *path)
                         "main interpreter");
         return -1;
     }
+    img->fd = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
@@ -239,19 +251,29 @@ ws_image_open(ws_image *img, const char *path)
         goto fail;
     }
     /* A hint, not MAP_FIXED: an occupied range makes the kernel choose.
-       The mapping covers whole chunks, so that the last one too can be
-       made private as one huge page (copy_chunk); the part past the end
-       of the file is never read. */
+       The region covers whole chunks, so that the last one too can be
+       made one huge page (copy_chunk); the part past the end of the file
+       stays zero.  Memory is only taken for the pages that are used. */
     uint64_t map_size = (h->file_size + WS_CHUNK_SIZE - 1)
                         & ~(WS_CHUNK_SIZE - 1);
     map = mmap((void *)(uintptr_t)h->preferred_base, map_size,
-               PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+               PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
-        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        PyErr_NoMemory();
         goto fail;
     }
-    close(fd);
-    fd = -1;
+    /* Out of the way of the program's own descriptors, so that its first
+       open() gets the number it gets in a direct run, and of those a
+       client hands to a served program (worker.py); still within the
+       descriptor table every process starts with (64). */
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, WS_IMAGE_FD_FLOOR);
+    if (high >= 0) {
+        close(fd);
+        fd = high;
+    }
+    img->fd = fd;
+    img->dev = st.st_dev;
+    img->ino = st.st_ino;
     img->base = map;
     img->size = h->file_size;
     img->map_size = map_size;
@@ -281,16 +303,18 @@ ws_image_open(ws_image *img, const char *path)
     size_t chunks = (size_t)(h->file_size / WS_CHUNK_SIZE + 1);
     size_t n_written = chunks * sizeof(uint32_t);
     size_t n_private = (chunks / 8 + 8) & ~(size_t)7;
+    size_t n_pages = (size_t)(map_size / WS_PAGE_SIZE / 8 + 8) & ~(size_t)7;
     img->side_size = n_mstate + n_atoms + n_consts + n_blocks + n_written
-                     + n_private;
+                     + n_private + n_pages;
     void *side = mmap(NULL, img->side_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (side == MAP_FAILED) {
         PyErr_NoMemory();
-        /* Nothing from the mapping has been handed out yet. */
+        /* Nothing from the region has been handed out yet. */
         munmap(map, map_size);
         img->base = NULL;
-        return -1;
+        img->fd = -1;
+        goto fail;
     }
     img->side = side;
     img->mstate = side;
@@ -299,6 +323,7 @@ ws_image_open(ws_image *img, const char *path)
     img->atom_block_ok = (unsigned char *)side + n_mstate + n_atoms + n_consts;
     img->chunk_written = (uint32_t *)(img->atom_block_ok + n_blocks);
     img->chunk_private = (unsigned char *)img->chunk_written + n_written;
+    img->page_read = img->chunk_private + n_private;
     img->chunk_threshold = -1;          /* page by page unless asked */
     return 0;
 
@@ -309,10 +334,15 @@ fail:
     return -1;
 }
 
-/* Free the side tables.  The mapping stays: objects in it may be alive. */
+/* Close the file and free the side tables.  The region stays: objects
+   in it may be alive. */
 void
 ws_image_release(ws_image *img)
 {
+    if (img->fd >= 0) {
+        close(img->fd);
+        img->fd = -1;
+    }
     if (img->side == NULL) {
         return;
     }
@@ -325,10 +355,128 @@ ws_image_release(ws_image *img)
     img->atom_objs = NULL;
     img->const_objs = NULL;
     img->atom_block_ok = NULL;
+    img->page_read = NULL;
+}
+
+/* ---- Reading the file ----------------------------------------------- */
+
+#ifndef MADV_POPULATE_WRITE
+#  define MADV_POPULATE_WRITE 23      /* Linux 5.14 */
+#endif
+
+static int
+page_read(const ws_image *img, uint64_t p)
+{
+    return img->page_read[p / 8] & (1u << (p % 8));
+}
+
+/* Copy pages [p, q) of the file to `to` (where page p goes).  The descriptor
+   is checked first: a program may have closed it and opened something
+   else at its number. */
+static int
+read_into(ws_image *img, unsigned char *to, uint64_t p, uint64_t q)
+{
+    struct stat st;
+    if (img->fd < 0 || fstat(img->fd, &st) < 0
+        || st.st_dev != img->dev || st.st_ino != img->ino) {
+        PyErr_SetString(ws_ImageError, "the image's file descriptor was "
+                        "closed or now names another file");
+        return -1;
+    }
+    uint64_t start = p * WS_PAGE_SIZE;
+    uint64_t end = q * WS_PAGE_SIZE < img->size ? q * WS_PAGE_SIZE : img->size;
+    while (start < end) {
+        size_t want = end - start < (uint64_t)SSIZE_MAX
+                      ? (size_t)(end - start) : (size_t)SSIZE_MAX;
+        ssize_t n = pread(img->fd, to + (start - p * WS_PAGE_SIZE), want,
+                          (off_t)start);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (n == 0) {
+            PyErr_SetString(ws_ImageError, "the image file shrank since it "
+                            "was opened");
+            return -1;
+        }
+        start += (uint64_t)n;
+    }
+    img->stats.pages_read += q - p;
+    img->stats.reads++;
+    return 0;
+}
+
+static void
+mark_read(ws_image *img, uint64_t p, uint64_t q)
+{
+    for (uint64_t k = p; k < q; k++) {
+        img->page_read[k / 8] |= (unsigned char)(1u << (k % 8));
+    }
+}
+
+/* Copy pages [p, q) from the file into the region. */
+static int
+read_pages(ws_image *img, uint64_t p, uint64_t q)
+{
+    static int no_populate;
+    /* Pages taken in one call cost less than one fault each while pread
+       copies.  A kernel older than 5.14 answers EINVAL, and the loader
+       stops asking; other failures leave the pages to be faulted in. */
+    if (q - p > 1 && !no_populate
+        && madvise(img->base + p * WS_PAGE_SIZE,
+                   (size_t)((q - p) * WS_PAGE_SIZE),
+                   MADV_POPULATE_WRITE) < 0 && errno == EINVAL) {
+        no_populate = 1;
+    }
+    if (read_into(img, img->base + p * WS_PAGE_SIZE, p, q) < 0) {
+        return -1;
+    }
+    mark_read(img, p, q);
+    return 0;
+}
+
+int
+ws_image_bring(ws_image *img, uint64_t off, uint64_t size)
+{
+    if (size == 0) {
+        return 0;
+    }
+    if (off > img->size || size > img->size - off) {
+        return bad_image(img, "read past the end of the file");
+    }
+    uint64_t p = off / WS_PAGE_SIZE, last = (off + size - 1) / WS_PAGE_SIZE;
+    while (p <= last) {
+        if (page_read(img, p)) {
+            p++;
+            continue;
+        }
+        uint64_t q = p + 1;
+        while (q <= last && !page_read(img, q)) {
+            q++;
+        }
+        if (read_pages(img, p, q) < 0) {
+            return -1;
+        }
+        p = q;
+    }
+    return 0;
+}
+
+/* bring, for a range given by its address in the region. */
+static int
+bring_at(ws_image *img, const void *p, uint64_t size)
+{
+    return ws_image_bring(img, (uint64_t)((const unsigned char *)p - img->base),
+                          size);
 }
 
 /* ---- Module index --------------------------------------------------- */
 
+/* 1: entry e is sound; 0: it is not; -1: it could not be read (an
+   exception is set). */
 static int
 entry_valid(ws_image *img, const struct ws_module *e)
 {
@@ -336,6 +484,9 @@ entry_valid(ws_image *img, const struct ws_module *e)
     uint64_t names = h->sections[WS_SEC_NAMES].size;
     uint64_t heap = h->sections[WS_SEC_HEAP].size;
     uint64_t reloc = h->sections[WS_SEC_RELOC].size;
+    if (bring_at(img, e, sizeof *e) < 0) {
+        return -1;
+    }
     if ((uint64_t)e->name_off + e->name_len > names
         || (uint64_t)e->origin_off + e->origin_len > names
         || e->seg_off % 8 || e->seg_size % 8 || e->seg_size == 0
@@ -345,6 +496,10 @@ entry_valid(ws_image *img, const struct ws_module *e)
         || e->reloc_off % 8 || e->reloc_off > reloc
         || (e->seg_size / 8 + 7) / 8 > reloc - e->reloc_off) {
         return 0;
+    }
+    if (bring_at(img, img->names + e->name_off, e->name_len) < 0
+        || bring_at(img, img->names + e->origin_off, e->origin_len) < 0) {
+        return -1;
     }
     struct ws_module copy = *e;
     copy.entry_check = 0;
@@ -365,8 +520,11 @@ ws_image_entry(ws_image *img, uint32_t i)
     }
     const struct ws_module *e = &img->modules[i];
     if (!img->mstate[i].entry_ok) {
-        if (!entry_valid(img, e)) {
-            bad_image(img, "module entry");
+        int ok = entry_valid(img, e);
+        if (ok <= 0) {
+            if (ok == 0) {
+                bad_image(img, "module entry");
+            }
             return NULL;
         }
         img->mstate[i].entry_ok = 1;
@@ -380,6 +538,9 @@ ws_image_find(ws_image *img, const char *name, Py_ssize_t len)
     uint32_t mask = img->hdr.index_slots - 1;
     uint32_t s = (uint32_t)ws_checksum(name, (size_t)len) & mask;
     for (uint32_t probes = 0; probes <= mask; probes++, s = (s + 1) & mask) {
+        if (bring_at(img, &img->index[s], sizeof img->index[s]) < 0) {
+            return -2;
+        }
         uint32_t v = img->index[s];
         if (v == 0) {
             return -1;
@@ -480,16 +641,16 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
     return NULL;
 }
 
-/* Copy-on-write, page by page, or the whole chunk at once.
+/* Small pages, or the whole chunk at once.
  *
- * Every page that holds an object is written when the object is
- * materialised (ob_type at least), and the first write to a page of a
- * MAP_PRIVATE file mapping costs a page fault that copies it: about 2 us
- * per 4 KiB here, as much as all the other work of materialising.  A
- * chunk (WS_CHUNK_SIZE bytes of the file, aligned) can instead be made
- * private in one piece: copy it into fresh anonymous memory, which the
- * kernel backs with one transparent huge page, and move that over the
- * chunk with mremap.  That costs about as much as 100 page faults, so it
+ * Every page that holds an object is read from the file into the region
+ * before the object is materialised, and each page the region takes costs
+ * the kernel a fault or, taken in one call for a run (read_pages), a
+ * little less: with the copy, as much as all the other work of
+ * materialising.  A chunk (WS_CHUNK_SIZE bytes of the file, aligned) can
+ * instead be taken in one piece: copied into fresh anonymous memory,
+ * which the kernel backs with one transparent huge page, and moved over
+ * the chunk with mremap.  That costs about as much as 100 page faults, so it
  * pays only where much of the chunk is used: the loader counts the bytes
  * patched in each chunk and copies the chunk once they pass
  * chunk_threshold (0: before the first write; -1, the default: never).
@@ -502,10 +663,10 @@ check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
  * page time instead of 0.6 of it (bench/materialise.py measures both).
  *
  * The copy is of the chunk's current contents, objects already patched
- * included, and is made while holding the GIL, which every writer and
- * reader of image objects holds; mremap replaces the pages under the
- * process's memory map lock, so there is no moment at which the range is
- * unmapped to anyone.  On failure the chunk simply stays as it was. */
+ * included, and of the file where a page was not read yet.  It is made
+ * while holding the GIL, which every writer and reader of image objects
+ * holds; mremap replaces the pages under the process's memory map lock,
+ * so there is no moment at which the range is unmapped to anyone.  On failure the chunk simply stays as it was. */
 static void
 copy_chunk(ws_image *img, uint64_t c)
 {
@@ -530,47 +691,34 @@ copy_chunk(ws_image *img, uint64_t c)
 #ifdef MADV_HUGEPAGE
     (void)madvise(copy, len, MADV_HUGEPAGE);
 #endif
-    memcpy(copy, img->base + off, (size_t)n);
+    /* The chunk as the region has it, and the pages not yet read straight
+       from the file. */
+    uint64_t p0 = off / WS_PAGE_SIZE, pn = (off + n - 1) / WS_PAGE_SIZE + 1;
+    for (uint64_t p = p0, q; p < pn; p = q) {
+        int have = page_read(img, p) != 0;
+        for (q = p + 1; q < pn && (page_read(img, q) != 0) == have; q++) {
+        }
+        if (have) {
+            memcpy(copy + (p - p0) * WS_PAGE_SIZE,
+                   img->base + p * WS_PAGE_SIZE,
+                   (size_t)((q - p) * WS_PAGE_SIZE));
+        }
+        else if (read_into(img, copy + (p - p0) * WS_PAGE_SIZE, p, q) < 0) {
+            PyErr_Clear();      /* the chunk stays as it was */
+            munmap(copy, len);
+            return;
+        }
+    }
     if (mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
                img->base + off) == MAP_FAILED) {
         munmap(copy, len);
         return;
     }
+    mark_read(img, p0, pn);
     img->stats.chunks_private++;
     if (img->profile) {
         img->stats.ns_chunks += now_ns() - t0;
     }
-}
-
-#ifndef MADV_POPULATE_WRITE
-#  define MADV_POPULATE_WRITE 23      /* Linux 5.14 */
-#endif
-
-/* Make the pages of bytes [p, p + size) private before they are first
- * read.  The loader reads a range (its checksum) before it patches it, so
- * otherwise each page is first mapped read-only from the page cache, and
- * then copied on the first write, which also flushes the stale entry from
- * the TLB.  Populated for writing at once, each page is copied once, in
- * one system call for the whole range: materialising costs about a tenth
- * less.  Nothing is written.  Not where chunks are copied whole
- * (copy_chunk): there the pages would be copied twice.  A kernel older
- * than 5.14 answers EINVAL, and the loader stops asking. */
-static void
-populate_for_write(ws_image *img, const unsigned char *p, uint64_t size)
-{
-    static int unsupported;
-    if (unsupported || img->chunk_threshold >= 0 || size == 0) {
-        return;
-    }
-    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(WS_PAGE_SIZE - 1);
-    uintptr_t hi = ((uintptr_t)p + size + WS_PAGE_SIZE - 1)
-                   & ~(uintptr_t)(WS_PAGE_SIZE - 1);
-    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) < 0
-        && errno == EINVAL) {
-        unsupported = 1;
-    }
-    /* Other failures (no memory, a fatal signal pending) leave the pages
-       to be faulted in as before. */
 }
 
 /* Account for `size` bytes at `p` about to be patched. */
@@ -609,11 +757,9 @@ check_atom_block(ws_image *img, uint64_t b)
     if (n > WS_ATOM_BLOCK) {
         n = WS_ATOM_BLOCK;
     }
-    /* Atoms get patched; their index, which follows them, never does. */
-    uint64_t atoms_size = img->hdr.sections[WS_SEC_ATOMS].size;
-    if (off < atoms_size) {
-        populate_for_write(img, img->atoms + off,
-                           atoms_size - off < n ? atoms_size - off : n);
+    if (bring_at(img, img->atoms + off, n) < 0
+        || bring_at(img, &img->atom_checks[b], sizeof img->atom_checks[b]) < 0) {
+        return -1;
     }
     if (!checksum_ok(ws_checksum(img->atoms + off, n), img->atom_checks[b])) {
         return bad_image(img, "atom checksum");
@@ -997,8 +1143,12 @@ ws_image_get_code(ws_image *img, uint32_t i)
         .nwords = e->seg_size / 8,
         .lo = img->hdr.preferred_base + WS_PAGE_SIZE + e->seg_off,
     };
+    /* A chunk taken whole reads the segment on the way (copy_chunk). */
     before_patch(img, (unsigned char *)s.words, e->seg_size);
-    populate_for_write(img, (unsigned char *)s.words, e->seg_size);
+    if (bring_at(img, s.words, e->seg_size) < 0
+        || bring_at(img, s.bitmap, (s.nwords + 7) / 8) < 0) {
+        goto fail;
+    }
     /* Chunk copies made while resolving atoms are not fix-up time. */
     unsigned long long t0 = prof ? now_ns() : 0, t1, copies;
     ws_checksum_state st;

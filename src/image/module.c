@@ -178,14 +178,15 @@ Image_stats(ImageObject *self, PyObject *Py_UNUSED(ignored))
     }
     const ws_stats *s = &self->img.stats;
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "modules", s->modules, "code_objects", s->code_objects,
         "atoms", s->atoms, "interned", s->interned,
         "frozensets", s->frozensets, "words_patched", s->words_patched,
         "ns_checksum", s->ns_checksum,
         "ns_fixup", s->ns_fixup, "ns_intern", s->ns_intern,
         "ns_frozensets", s->ns_frozensets,
-        "chunks_private", s->chunks_private, "ns_chunks", s->ns_chunks);
+        "chunks_private", s->chunks_private, "ns_chunks", s->ns_chunks,
+        "pages_read", s->pages_read, "reads", s->reads);
 }
 
 static int
@@ -252,6 +253,9 @@ Image_meta(ImageObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     const struct ws_section_entry *s = &self->img.hdr.sections[WS_SEC_META];
+    if (ws_image_bring(&self->img, s->offset, s->size) < 0) {
+        return NULL;
+    }
     const unsigned char *p = self->img.base + s->offset;
     if (ws_checksum(p, s->size) != self->img.hdr.meta_check) {
         PyErr_SetString(ws_ImageError, "corrupt image: metadata checksum");
