@@ -18,7 +18,7 @@ import sys
 
 def _record_at_exit(out, claim=True):
     """At exit, write an image of the source modules this run imported."""
-    import atexit
+    from . import exiting
     from .auto import _PathSnapshot
 
     if claim:
@@ -59,7 +59,7 @@ def _record_at_exit(out, claim=True):
             with open(report, "wb") as f:
                 marshal.dump({"summary": summary, "other": other}, f)
 
-    atexit.register(write)
+    exiting.register(write)
 
 
 class _RootImports:
@@ -91,7 +91,7 @@ def serve_at_exit(base, preload=None):
     environment and cwd now and, at exit, the modules the program
     imported; then write <base>.preload and start a server from it
     (server.py)."""
-    import atexit
+    from . import exiting
     tty = [os.isatty(fd) for fd in range(3)]
     try:
         size = tuple(os.get_terminal_size(tty.index(True)))
@@ -136,7 +136,7 @@ def serve_at_exit(base, preload=None):
             if files is not None:
                 files.close()
 
-    atexit.register(at_exit)
+    exiting.register(at_exit)
 
 
 def _launch_env(base, tty):
@@ -168,7 +168,7 @@ def _launch_env(base, tty):
 
 
 def _stats_at_exit(where):
-    import atexit
+    from . import exiting
 
     def report():
         from . import importer
@@ -191,7 +191,7 @@ def _stats_at_exit(where):
             with open(where, "a") as out:
                 out.write(f"pid {os.getpid()}\n" + "\n".join(lines) + "\n")
 
-    atexit.register(report)
+    exiting.register(report)
 
 
 def main():

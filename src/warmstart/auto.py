@@ -158,11 +158,11 @@ def start(entry, sys_path):
         cache.close()           # no descriptor of ours while the program runs
     snapshot = _PathSnapshot()
     sys.meta_path.append(snapshot)
-    import atexit
+    from . import exiting
     # Imported before the image could serve them (site, encodings, us):
     # never missing from it.
     before = set(sys.modules)
-    atexit.register(_at_exit, path, finder, snapshot, before)
+    exiting.register(_at_exit, path, finder, snapshot, before)
 
 
 def _skip_list(cache, name):

@@ -26,7 +26,7 @@ _now = time.perf_counter_ns
 
 
 def install(out):
-    import atexit
+    from . import exiting
     import importlib._bootstrap as bs
     import importlib._bootstrap_external as bse
 
@@ -136,7 +136,7 @@ def install(out):
         os.replace(tmp, out)
 
     # Registered first, so it runs last: it sees every import.
-    atexit.register(write)
+    exiting.register(write)
 
 
 def _importlib_frame(fn):
