@@ -246,6 +246,148 @@ def test_signal_dispositions_are_the_callers(env, tmp_path, how):
         (plain.returncode, plain.stdout, plain.stderr)
 
 
+# Waits for a file, so that the test knows when to signal it.
+WAIT_FOR_GO = """\
+import os, signal, sys, time
+with open("parent", "w") as f:
+    f.write(str(os.getppid()))
+open("ready", "w").close()
+for _ in range(2000):
+    if os.path.exists("go"):
+        break
+    time.sleep(0.01)
+print("done", signal.getsignal(signal.SIGINT))
+"""
+
+
+@pytest.mark.parametrize("launch_kind", ["recording", "served"])
+def test_ignored_sigint_of_a_background_job(env, tmp_path, launch_kind):
+    """A background job of a non-interactive shell ignores SIGINT; a kill
+    -INT sent to it must not end it, whether the client runs the program
+    itself (first launch, recording) or a server does."""
+    prog = tmp_path / "wait.py"
+    prog.write_text(WAIT_FOR_GO)
+    if launch_kind == "served":
+        (tmp_path / "go").touch()
+        server = warm([str(prog)], env, str(tmp_path))
+        (tmp_path / "go").unlink()
+    script = ("{cmd} & pid=$!; while [ ! -e ready ]; do sleep 0.02; done; "
+              "kill -INT $pid; sleep 0.3; touch go; wait $pid; echo rc=$?")
+    results = []
+    for cmd in (f"{PY} {prog}", f"{CLIENT} -- {PY} {prog}"):
+        for f in ("ready", "go"):
+            if (tmp_path / f).exists():
+                (tmp_path / f).unlink()
+        results.append(_sh(script.format(cmd=cmd), env, str(tmp_path)))
+    plain, launched = results
+    assert plain.stdout.startswith("done ") and \
+        plain.stdout.endswith("\nrc=0\n"), plain
+    assert (launched.stdout, launched.stderr) == (plain.stdout, plain.stderr)
+    if launch_kind == "served":
+        assert (tmp_path / "parent").read_text() == str(server)
+
+
+@pytest.mark.parametrize("tier", ["WARMSTART=auto", "WARMSTART_RECORD=r.img",
+                                  "WARMSTART_PROFILE=p.prof",
+                                  "WARMSTART_STATS=1"])
+def test_uncaught_keyboard_interrupt_dies_of_sigint(tmp_path, tier):
+    """Every tier's at-exit work (which may exec strings, and so reset
+    CPython's record of an uncaught KeyboardInterrupt) leaves the exit as
+    a direct run's: traceback, then death by SIGINT."""
+    (tmp_path / "ki.py").write_text(
+        "import json, email.parser\nraise KeyboardInterrupt\n")
+    name, value = tier.split("=")
+    d = _run(["ki.py"], str(tmp_path))
+    r = _run(["ki.py"], str(tmp_path), WARMSTART_CACHE=str(tmp_path / "c"),
+             **{name: value})
+    assert d.returncode == -2 and "KeyboardInterrupt" in d.stderr, d
+    assert (r.returncode, r.stdout) == (d.returncode, d.stdout)
+    assert r.stderr.startswith(d.stderr), (r.stderr, d.stderr)
+
+
+def test_exit_work_that_execs_a_string_keeps_the_sigint_exit(tmp_path):
+    """The mechanism behind the test above: CPython (3.11-3.13) forgets
+    an uncaught KeyboardInterrupt when an atexit handler execs a string,
+    and exits with status 1; exiting.register keeps death by SIGINT."""
+    (tmp_path / "ki.py").write_text(
+        "import warmstart.exiting as reg\n"
+        "reg.register(lambda: exec('x = 1'))\n"
+        "raise KeyboardInterrupt\n")
+    r = _run(["ki.py"], str(tmp_path))
+    assert "KeyboardInterrupt" in r.stderr
+    assert r.returncode == -2, r
+
+
+def _pty_job(argv, env, cwd, timeout=20, interrupt=True):
+    """argv as the foreground job of a shell on a new pseudo-terminal
+    (test_server.MINI_SHELL); with interrupt, Ctrl-C once it has created
+    the file "ready".  Its exit code as that shell reports it, and what
+    the terminal showed."""
+    import pty
+    import select
+    import time
+    from test_server import MINI_SHELL
+    ready = os.path.join(cwd, "ready")
+    if os.path.exists(ready):
+        os.unlink(ready)
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.execve(PY, [PY, "-c", MINI_SHELL, *argv], env)
+        finally:
+            os._exit(127)
+    out = b""
+    try:
+        end = time.monotonic() + timeout
+        if interrupt:
+            while not os.path.exists(ready) and time.monotonic() < end:
+                time.sleep(0.02)
+            time.sleep(0.1)
+            os.write(fd, b"\x03")
+        while time.monotonic() < end:
+            if not select.select([fd], [], [], 0.2)[0]:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), out
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+
+
+@pytest.mark.parametrize("launch_kind", ["recording", "served"])
+def test_ctrl_c_on_a_terminal_as_a_direct_run(env, tmp_path, launch_kind):
+    """Ctrl-C ends the first (recording) launch and a served one the way
+    it ends a direct run: KeyboardInterrupt, then death by SIGINT."""
+    from test_server import _warm_on_a_terminal
+    prog = tmp_path / "wait.py"
+    prog.write_text(WAIT_FOR_GO)
+    if launch_kind == "served":
+        # Which of fds 0-2 are terminals is part of the server's key.
+        (tmp_path / "go").touch()
+        server = _warm_on_a_terminal([str(prog)], env, tmp_path)
+        (tmp_path / "go").unlink()
+    rc_direct, out_direct = _pty_job([PY, str(prog)], env, str(tmp_path))
+    rc, out = _pty_job([CLIENT, "--", PY, str(prog)], env, str(tmp_path))
+    assert rc_direct == 128 + 2 and b"KeyboardInterrupt" in out_direct
+    assert rc == rc_direct
+    assert out.splitlines()[-1:] == out_direct.splitlines()[-1:], (out, out_direct)
+    if launch_kind == "served":
+        assert (tmp_path / "parent").read_text() == str(server)
+
+
 @pytest.mark.parametrize("code", ["2**100", "2**40+3", "-1", "True", "'x'"])
 def test_exit_status_of_sys_exit(env, tmp_path, code):
     prog = tmp_path / "ex.py"
@@ -437,3 +579,4 @@ def test_symlink_switch_deploy_is_not_served_stale(tmp_path):
              WARMSTART_STATS=str(tmp_path / "stats"))
     assert r.stdout == "two\n"
     assert "1 imported normally" in (tmp_path / "stats").read_text()
+
