@@ -580,3 +580,40 @@ def test_symlink_switch_deploy_is_not_served_stale(tmp_path):
     assert r.stdout == "two\n"
     assert "1 imported normally" in (tmp_path / "stats").read_text()
 
+
+def test_shadowing_module_created_at_run_time(tmp_path):
+    """The first run after a build creates app/mod.py, ahead of the
+    imaged lib/mod.py on sys.path, and then imports mod: the normal file
+    finder sees the new file (its directory changed), so must the image."""
+    app, lib, out = tmp_path / "app", tmp_path / "lib", tmp_path / "out"
+    for d in (app, lib, out):
+        d.mkdir()
+    (lib / "mod.py").write_text('WHO = "lib"\n')
+    (lib / "other.py").write_text('X = 1\n')
+    (tmp_path / "main.py").write_text(
+        "import other, os\n"
+        "if os.environ.get('CREATE'):\n"
+        "    with open(os.path.join(os.environ['APP'], 'mod.py'), 'w') as f:\n"
+        "        f.write('WHO = \"app\"\\n')\n"
+        "import mod\nprint(mod.WHO)\n"
+        "if os.environ.get('WARMSTART_IMAGE'):\n"
+        "    import warmstart.importer as wi\n"
+        "    f = wi._active[0]\n"
+        "    with open(os.environ['PROBE'], 'w') as out:\n"
+        "        print('other' in f.served, 'other' in f.searched,\n"
+        "              'mod' in f.served, file=out)\n")
+    env = dict(PYTHONPATH=os.pathsep.join([str(app), str(lib)]),
+               APP=str(app), PYTHONDONTWRITEBYTECODE="1")
+    img = out / "app.img"   # not in a searched directory
+    b = _run(["main.py"], str(tmp_path), **env, WARMSTART_RECORD=str(img))
+    assert b.stdout == "lib\n" and img.exists(), b
+    r = _run(["main.py"], str(tmp_path), **env, CREATE="1",
+             WARMSTART_IMAGE=str(img), PROBE=str(out / "probe"))
+    (app / "mod.py").unlink()
+    d = _run(["main.py"], str(tmp_path), **env, CREATE="1")
+    assert d.stdout == "app\n", d
+    assert (r.returncode, r.stdout, r.stderr) == \
+        (d.returncode, d.stdout, d.stderr)
+    # other was served without a path search: the app directory was
+    # trusted until mod.py appeared in it; mod was not served.
+    assert (out / "probe").read_text() == "True False False\n"

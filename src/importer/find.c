@@ -40,7 +40,7 @@ typedef struct {
     PyObject *pkg_paths;        /* package -> recorded __path__ (list) */
     PyObject *sys_path;         /* recorded sys.path (list) */
     PyObject *dir_mtimes;       /* directory -> mtime_ns or None */
-    PyObject *dir_ok;           /* directory -> bool, this process */
+    PyObject *dir_changed;      /* directory -> True: changed, this process */
     PyObject *path_hooks;       /* sys.path_hooks at activation (list) */
     PyObject *file_finder;      /* importlib.machinery.FileFinder */
     PyObject *source_loader;    /* importlib.machinery.SourceFileLoader */
@@ -54,46 +54,47 @@ typedef struct {
 
 #define NOT_HANDLED Py_NewRef(Py_NotImplemented)
 
-static int
-mtime_ns(const char *path, PyObject **out)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        *out = Py_NewRef(Py_None);
-        return 0;
-    }
-    *out = PyLong_FromLongLong((long long)st.st_mtim.tv_sec * 1000000000LL
-                               + st.st_mtim.tv_nsec);
-    return *out ? 0 : -1;
-}
-
-/* 1 if directory `entry` is unchanged since the build, 0 if not, -1. */
+/* 1 if directory `entry` is unchanged since the build, 0 if not, -1.
+   Stat-ed on every lookup, as the normal FileFinder stats its directory
+   on every find_spec: a module file created while the program runs
+   changes the directory and is seen.  Only a change is remembered (in
+   dir_changed, until invalidate_caches): from then on the entry's own finder
+   is asked, which is right whatever happens to the directory later. */
 static int
 dir_unchanged(FindCoreObject *self, PyObject *entry)
 {
-    PyObject *ok = PyDict_GetItemWithError(self->dir_ok, entry);
-    if (ok != NULL) {
-        return ok == Py_True;
+    PyObject *changed = PyDict_GetItemWithError(self->dir_changed, entry);
+    if (changed != NULL) {
+        return 0;
     }
     if (PyErr_Occurred()) {
         return -1;
     }
+    PyObject *then = PyDict_GetItemWithError(self->dir_mtimes, entry);
+    if (then == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
     const char *path = PyUnicode_AsUTF8(entry);
-    PyObject *now;
-    if (path == NULL || mtime_ns(path, &now) < 0) {
+    if (path == NULL) {
         return -1;
     }
-    PyObject *then = PyDict_GetItemWithError(self->dir_mtimes, entry);
-    int same = 0;
-    if (then != NULL) {
-        same = PyObject_RichCompareBool(now, then, Py_EQ);
+    struct stat st;
+    int same;
+    if (stat(path, &st) < 0) {
+        same = then == Py_None;         /* absent then and now */
     }
-    else if (PyErr_Occurred()) {
-        same = -1;
+    else if (then == Py_None) {
+        same = 0;
     }
-    Py_DECREF(now);
-    if (same < 0 || PyDict_SetItem(self->dir_ok, entry,
-                                   same ? Py_True : Py_False) < 0) {
+    else {
+        long long ns = PyLong_AsLongLong(then);
+        if (ns == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        same = ns == (long long)st.st_mtim.tv_sec * 1000000000LL
+                     + st.st_mtim.tv_nsec;
+    }
+    if (!same && PyDict_SetItem(self->dir_changed, entry, Py_True) < 0) {
         return -1;
     }
     return same;
@@ -189,7 +190,16 @@ search_unchanged(FindCoreObject *self, PyObject *live, PyObject *recorded,
         if (finder == NULL && PyErr_Occurred()) {
             return -1;
         }
-        if (finder != NULL && finder != Py_None
+        if (finder == Py_None) {
+            /* No path hook took the entry (a missing zip file, say):
+               PathFinder passes over it without a look, so nothing there
+               can shadow the module; nor can it be the module's entry. */
+            if (i == k) {
+                return 0;
+            }
+            continue;
+        }
+        if (finder != NULL
             && (PyObject *)Py_TYPE(finder) != self->file_finder) {
             return 0;
         }
@@ -391,18 +401,18 @@ static int
 FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"image", "entry", "pkg_paths", "sys_path",
-                             "dir_mtimes", "dir_ok", "path_hooks",
+                             "dir_mtimes", "dir_changed", "path_hooks",
                              "file_finder", "source_loader", "make_spec",
                              "check_mtime", "cwd", "ext", "ext_loader",
                              "make_ext_spec", NULL};
-    PyObject *image, *entry, *pkg_paths, *sys_path, *dir_mtimes, *dir_ok,
+    PyObject *image, *entry, *pkg_paths, *sys_path, *dir_mtimes, *dir_changed,
              *path_hooks, *file_finder, *source_loader, *make_spec, *cwd,
              *ext, *ext_loader, *make_ext_spec;
     int check_mtime;
     if (!PyArg_ParseTupleAndKeywords(
             args, kwds, "OO!O!O!O!O!O!OOOpUO!OO:FindCore", kwlist, &image,
             &PyDict_Type, &entry, &PyDict_Type, &pkg_paths, &PyList_Type,
-            &sys_path, &PyDict_Type, &dir_mtimes, &PyDict_Type, &dir_ok,
+            &sys_path, &PyDict_Type, &dir_mtimes, &PyDict_Type, &dir_changed,
             &PyList_Type, &path_hooks, &file_finder, &source_loader, &make_spec,
             &check_mtime, &cwd, &PyDict_Type, &ext, &ext_loader,
             &make_ext_spec)) {
@@ -417,7 +427,7 @@ FindCore_init(FindCoreObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->pkg_paths, Py_NewRef(pkg_paths));
     Py_XSETREF(self->sys_path, Py_NewRef(sys_path));
     Py_XSETREF(self->dir_mtimes, Py_NewRef(dir_mtimes));
-    Py_XSETREF(self->dir_ok, Py_NewRef(dir_ok));
+    Py_XSETREF(self->dir_changed, Py_NewRef(dir_changed));
     Py_XSETREF(self->path_hooks, Py_NewRef(path_hooks));
     Py_XSETREF(self->file_finder, Py_NewRef(file_finder));
     Py_XSETREF(self->source_loader, Py_NewRef(source_loader));
@@ -438,7 +448,7 @@ FindCore_traverse(FindCoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->pkg_paths);
     Py_VISIT(self->sys_path);
     Py_VISIT(self->dir_mtimes);
-    Py_VISIT(self->dir_ok);
+    Py_VISIT(self->dir_changed);
     Py_VISIT(self->path_hooks);
     Py_VISIT(self->file_finder);
     Py_VISIT(self->source_loader);
@@ -458,7 +468,7 @@ FindCore_clear(FindCoreObject *self)
     Py_CLEAR(self->pkg_paths);
     Py_CLEAR(self->sys_path);
     Py_CLEAR(self->dir_mtimes);
-    Py_CLEAR(self->dir_ok);
+    Py_CLEAR(self->dir_changed);
     Py_CLEAR(self->path_hooks);
     Py_CLEAR(self->file_finder);
     Py_CLEAR(self->source_loader);

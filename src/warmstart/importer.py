@@ -19,9 +19,9 @@ the same file and that file has not changed:
   live search path matches that record up to the module's entry and none
   of those directories has changed (a new or removed file changes its
   directory's mtime), no other entry can shadow the module: the finder
-  answers without searching.  Directory times are read once per process,
-  again after importlib.invalidate_caches() -- the same contract the
-  normal FileFinder has for files created while a program runs.
+  answers without searching.  Those directories are stat-ed at every
+  lookup, as the normal FileFinder stats its directory at every find_spec,
+  so a module file created while the program runs is seen as it would be.
 * Otherwise the module is resolved the normal way (PathFinder), and the
   image's code is still used if that resolves to the file the image holds.
 * The source file itself is checked before serving: size and mtime (as
@@ -156,7 +156,7 @@ class ImageFinder:
             # used.
             image.chunk_threshold = 0 if record.get("from_run") else 1 << 18
         self.path_hooks = list(sys.path_hooks)
-        self._dir_ok = {}
+        self._dir_changed = {}
         self._at = -1               # our place on sys.meta_path, last seen
         self._info = {}
         self.served = set()
@@ -166,9 +166,9 @@ class ImageFinder:
         # NotImplemented for everything it does not decide itself.
         self._fast = _image.FindCore(
             image, self.entry, self.pkg_paths, self.sys_path,
-            self.dir_mtimes, self._dir_ok, self.path_hooks, FileFinder,
-            SourceFileLoader, self._spec, check == "mtime", self.cwd,
-            self.ext, ExtensionFileLoader, self._ext_spec).find
+            self.dir_mtimes, self._dir_changed, self.path_hooks,
+            FileFinder, SourceFileLoader, self._spec, check == "mtime",
+            self.cwd, self.ext, ExtensionFileLoader, self._ext_spec).find
 
     def __repr__(self):
         return f"<warmstart.ImageFinder {self.image.path!r}>"
@@ -210,7 +210,7 @@ class ImageFinder:
         return spec
 
     def invalidate_caches(self):
-        self._dir_ok.clear()
+        self._dir_changed.clear()
 
     def _ask_between(self, fullname, path, target):
         """We are not right before PathFinder: the normal import would
@@ -263,14 +263,20 @@ class ImageFinder:
                     cwd = os.getcwd()
                 if cwd != self.cwd:
                     return False
-            finder = cache.get(entry)
-            if finder is not None and type(finder) is not FileFinder:
-                return False
+            if entry in cache:
+                finder = cache[entry]
+                if finder is None:
+                    # No hook took it: PathFinder passes over it (find.c).
+                    if i == k:
+                        return False
+                    continue
+                if type(finder) is not FileFinder:
+                    return False
+            # Stat-ed every time, as FileFinder does (find.c dir_unchanged).
             d = _dir_key(entry, self.cwd)
-            ok = self._dir_ok.get(d)
-            if ok is None:
-                ok = self._dir_ok[d] = _mtime(d) == self.dir_mtimes.get(d, -1)
-            if not ok:
+            if (d in self._dir_changed
+                    or _mtime(d) != self.dir_mtimes.get(d, -1)):
+                self._dir_changed[d] = True
                 return False
         return True
 
