@@ -136,6 +136,9 @@ launch(int sock, const char *payload, size_t len, int *stale)
         }
         ws_forward_signals((pid_t)pid);
         ws_release_signals();
+        if (getenv("WARMSTART_VERBOSE"))
+            fprintf(stderr, "warmstart-exec: served: pid %u of server %ld "
+                    "(%s)\n", (unsigned)pid, (long)server, key);
     }
     /* From here on the program runs: never run it a second time. */
     for (;;) {
