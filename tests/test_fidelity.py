@@ -486,6 +486,25 @@ def test_variable_read_at_import_is_the_launchs(env, tmp_path):
         assert (r.stdout.split()[1] == str(server)) == served, (mode, r)
 
 
+def test_working_directory_read_at_import_is_the_launchs(env, tmp_path):
+    """A module that keeps the working directory it was imported in (a
+    project root, a default output directory): a launch from another
+    directory gets its own, and one from the first directory is served."""
+    (tmp_path / "where.py").write_text(
+        "import os\nHERE = os.path.abspath('.')\n")
+    prog = tmp_path / "where_am_i.py"
+    prog.write_text("import os, where\nprint(where.HERE, os.getppid())\n")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    server = warm([str(prog)], env, str(a))
+    for cwd, served in ((b, False), (a, True)):
+        r = launch([str(prog)], env, str(cwd))
+        d = direct([str(prog)], env, str(cwd))
+        assert r.stdout.split()[0] == d.stdout.split()[0] == str(cwd)
+        assert (r.stdout.split()[1] == str(server)) == served, (cwd, r)
+
+
 def test_terminal_asked_at_import(env, tmp_path):
     """A module that asks at import whether stdout is a terminal (colours)
     gets the launch's answer: on a terminal, and through a pipe."""

@@ -14,6 +14,9 @@ therefore fixed for the server's life, so the server must know it:
   from the server's is not served (it runs directly).  Reading them all
   (iterating, copying) makes them all count.  Variables the imports set
   themselves, and warmstart's own, do not count.
+* The working directory.  Whether the imports asked for it (os.getcwd,
+  os.getcwdb, and so os.path.abspath of a relative name and Path.cwd) is
+  noted; then a launch from another directory is not served.
 """
 import os
 import signal
@@ -29,12 +32,21 @@ class Observed:
         self.tty = tuple(tty)
         self.size = size            # (columns, lines) or None
         self.read = set()           # names (bytes) read, or contains ALL
+        self.cwd_read = False
         self._saved = []
 
     def __enter__(self):
         self._classes = (type(os.environ), type(os.environb))
         os.environ.__class__ = _recording(self._classes[0], self.read)
         os.environb.__class__ = _recording(self._classes[1], self.read)
+        self._getcwd = os.getcwd, os.getcwdb
+
+        def noting(f):
+            def getcwd():
+                self.cwd_read = True
+                return f()
+            return getcwd
+        os.getcwd, os.getcwdb = map(noting, self._getcwd)
         for fd, want in enumerate(self.tty):
             if want:
                 self._saved.append((fd, os.dup(fd), *_terminal_on(fd,
@@ -61,6 +73,7 @@ class Observed:
                 os.close(d)
         self._saved = []
         os.environ.__class__, os.environb.__class__ = self._classes
+        os.getcwd, os.getcwdb = self._getcwd
 
     def names(self):
         """The names read, or ALL."""

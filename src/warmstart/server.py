@@ -221,6 +221,7 @@ class Server:
                 except BaseException as e:  # noqa: the program's business
                     failed[name] = repr(e)
         self.env_read = seen.names()
+        self.cwd_read = seen.cwd_read
         self.start_env = env
         sys.argv[:] = saved_argv
         # What the imports did to the environment (awscli, for one, sets
@@ -527,6 +528,10 @@ class Server:
         if name is not None:
             worker.send(conn, b"NOPE", b"the preloaded imports read $"
                         + name + b", which this launch has otherwise")
+            return False
+        if self.cwd_read and req.cwd != self.command.cwd:
+            worker.send(conn, b"NOPE", b"the preloaded imports read the "
+                        b"working directory, which this launch has otherwise")
             return False
         stale = self.watch.changed()
         if stale:
