@@ -158,11 +158,17 @@ def start(entry, sys_path):
         cache.close()           # no descriptor of ours while the program runs
     snapshot = _PathSnapshot()
     sys.meta_path.append(snapshot)
-    from . import exiting
+    import atexit
     # Imported before the image could serve them (site, encodings, us):
     # never missing from it.
     before = set(sys.modules)
-    exiting.register(_at_exit, path, finder, snapshot, before)
+    # On every start: exiting is imported only at exit.
+    atexit.register(_exit, path, finder, snapshot, before)
+
+
+def _exit(*args):
+    from . import exiting
+    exiting.run(_at_exit, *args)
 
 
 def _skip_list(cache, name):

@@ -26,16 +26,20 @@ def _ended_by_interrupt():
     return isinstance(exc, KeyboardInterrupt)
 
 
+def run(func, *args):
+    """func(*args) at exit, keeping a SIGINT exit a SIGINT exit.  Importing
+    this module at exit does not disturb the flag: it runs no string."""
+    interrupted = _ended_by_interrupt()
+    try:
+        func(*args)
+    finally:
+        if interrupted:
+            try:
+                exec("raise KeyboardInterrupt")
+            except KeyboardInterrupt:
+                pass
+
+
 def register(func, *args):
     """atexit.register(func, *args), keeping a SIGINT exit a SIGINT exit."""
-    def run():
-        interrupted = _ended_by_interrupt()
-        try:
-            func(*args)
-        finally:
-            if interrupted:
-                try:
-                    exec("raise KeyboardInterrupt")
-                except KeyboardInterrupt:
-                    pass
-    atexit.register(run)
+    atexit.register(run, func, *args)
