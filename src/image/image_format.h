@@ -210,4 +210,12 @@ struct ws_atom {
    enough that the check runs at memory speed. */
 #define WS_ATOM_BLOCK 16384
 
+/* The structs above are the file format.  Changing one fails the build
+   here: bump WS_FORMAT_VERSION, update docs/image-format.md, then these. */
+_Static_assert(sizeof(struct ws_section_entry) == 16, "file format changed");
+_Static_assert(sizeof(struct ws_fingerprint) == 292, "file format changed");
+_Static_assert(sizeof(struct ws_header) == 504, "file format changed");
+_Static_assert(sizeof(struct ws_module) == 112, "file format changed");
+_Static_assert(sizeof(struct ws_atom) == 8, "file format changed");
+
 #endif /* WS_IMAGE_FORMAT_H */

@@ -27,6 +27,30 @@
 
 #if WS_SUPPORTED
 
+/* The sizes of the structs this file describes, as checked for each
+   version.  A header that changes one (a new minor version, a patched
+   build) fails the build here, the place to update (docs/porting.md). */
+#if PY_VERSION_HEX >= 0x030D0000
+#  define WS_SIZEOF_CODE 208
+#  define WS_SIZEOF_ASCII 40
+#  define WS_SIZEOF_COMPACT 56
+#elif PY_VERSION_HEX >= 0x030C0000
+#  define WS_SIZEOF_CODE 200
+#  define WS_SIZEOF_ASCII 40
+#  define WS_SIZEOF_COMPACT 56
+#else
+#  define WS_SIZEOF_CODE 192
+#  define WS_SIZEOF_ASCII 48
+#  define WS_SIZEOF_COMPACT 72
+#endif
+_Static_assert(sizeof(PyCodeObject) == WS_SIZEOF_CODE,
+               "PyCodeObject changed: check layout.h (docs/porting.md)");
+_Static_assert(sizeof(PyASCIIObject) == WS_SIZEOF_ASCII,
+               "PyASCIIObject changed: check layout.h (docs/porting.md)");
+_Static_assert(sizeof(PyCompactUnicodeObject) == WS_SIZEOF_COMPACT,
+               "PyCompactUnicodeObject changed: check layout.h "
+               "(docs/porting.md)");
+
 /* PyGC_Head is not public; in GIL builds of 3.11-3.13 it is two words
    in front of every object of a GC type (tuple here).  All zero means
    "untracked", which is what image objects must be. */
