@@ -13,15 +13,25 @@ from setuptools.command.build_py import build_py
 
 # The start-up hook, 00-warmstart.pth.  site executes a .pth line that
 # starts with "import"; the line is made from the parts below.  When no
-# WARMSTART* variable is set it costs a few dictionary lookups.  Otherwise
-# it loads the C core straight from its file next to the .pth -- no search
-# of sys.path, no Python module of ours -- and lets boot() (boot.c) handle
-# a plain WARMSTART_IMAGE; everything else, and any failure, is left to
-# importer.boot().  site runs the line with its own locals, sitedir among
-# them (3.11 to 3.13); without it, the slow way is taken.  Every token
-# here is parsed at each start-up with a WARMSTART* variable: keep it short.
-PTH_VARS = ("WARMSTART_IMAGE", "WARMSTART_RECORD", "WARMSTART",
-            "WARMSTART_SERVE", "WARMSTART_PROFILE")
+# variable of _boot.WAKE is set it costs a few dictionary lookups.
+# Otherwise it loads the C core straight from its file next to the .pth --
+# no search of sys.path, no Python module of ours -- and lets boot()
+# (boot.c) handle a plain WARMSTART_IMAGE; everything else, and any
+# failure, is left to _boot.main(), the start-up dispatcher.  site runs
+# the line with its own locals, sitedir among them (3.11 to 3.13);
+# without it, the slow way is taken.  Every token here is parsed at each
+# start-up with such a variable: keep it short.
+def _wake_vars():
+    # The table, from the source (setup.py cannot import the package).
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "src", "warmstart", "_boot.py")
+    spec = importlib.util.spec_from_file_location("_warmstart_boot", path)
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    return [name for name, _ in boot.WAKE]
+
+
 # Compiled at every activation: kept to few statements (each one adds to
 # the compile time, about 35 us in all here).
 PTH_BOOT = """\
@@ -31,14 +41,14 @@ try:
     done = b._load(e.spec_from_file_location("warmstart._image", core)).boot()
 except (ImportError, NameError):
     done = False
-done or __import__("warmstart.importer").importer.boot()
+done or __import__("warmstart._boot")._boot.main()
 """
 
 
 def pth_line():
     # A second reading (site may read the .pth twice: a venv's lib64 is a
     # link to lib) finds the C core loaded and stops there.
-    test = " or ".join(f"{v!r} in os.environ" for v in PTH_VARS)
+    test = " or ".join(f"{v!r} in os.environ" for v in _wake_vars())
     return (f"import os, sys; ({test}) and 'warmstart._image' not in "
             f"sys.modules and exec({PTH_BOOT!r})\n")
 
@@ -64,10 +74,10 @@ class build_ext_and_client(build_ext):
         sources = [os.path.join("src", "client", f) for f in
                    ("main.c", "command.c", "protocol.c", "procutil.c",
                     "fields.c", "privdir.c")]
-        sources.append(os.path.join("src", "image", "checksum.c"))
+        sources.append(os.path.join("src", "shared", "checksum.c"))
         tmp = os.path.join(self.build_temp, "client")
         objects = self.compiler.compile(
-            sources, output_dir=tmp, include_dirs=["src/image"],
+            sources, output_dir=tmp, include_dirs=["src/shared"],
             extra_postargs=extra)
         out = os.path.join("src" if self.inplace else self.build_lib,
                            "warmstart")
@@ -84,10 +94,11 @@ link = shlex.split(os.environ.get("WARMSTART_LDFLAGS", ""))
 image = Extension(
     "warmstart._image",
     sources=[
-        "src/image/module.c",
+        "src/core/module.c",
+        "src/image/image_type.c",
         "src/image/image_write.c",
         "src/image/image_load.c",
-        "src/image/checksum.c",
+        "src/shared/checksum.c",
         "src/image/fingerprint.c",
         "src/image/interp_state.c",
         "src/importer/get_code_hook.c",
@@ -100,14 +111,14 @@ image = Extension(
         "src/image/image_format.h",
         "src/image/layout.h",
         "src/image/image.h",
-        "src/image/checksum.h",
+        "src/shared/checksum.h",
         "src/importer/get_code_hook.h",
         "src/importer/find.h",
         "src/importer/boot.h",
         "src/server/identity.h",
         "src/server/pages.h",
     ],
-    include_dirs=["src/image", "src/importer", "src/server"],
+    include_dirs=["src/shared", "src/image", "src/importer", "src/server"],
     extra_compile_args=extra,
     extra_link_args=link,
 )

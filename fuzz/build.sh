@@ -17,9 +17,10 @@ out=${FUZZ_OUT:-fuzz/build}
 mkdir -p "$out"
 $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -DWS_FUZZING=1 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-    -I"$inc" -Isrc/image \
-    -Isrc/importer -Isrc/server fuzz/fuzz_image.c src/image/module.c src/image/image_load.c \
-    src/image/image_write.c src/image/checksum.c src/image/fingerprint.c \
+    -I"$inc" -Isrc/shared -Isrc/image -Isrc/importer -Isrc/server \
+    fuzz/fuzz_image.c src/core/module.c src/image/image_type.c \
+    src/image/image_load.c src/image/image_write.c src/shared/checksum.c \
+    src/image/fingerprint.c \
     src/image/interp_state.c src/importer/get_code_hook.c src/importer/find.c \
     src/importer/boot.c src/server/identity.c src/server/pages.c \
     -L"$libdir" -Wl,-rpath,"$libdir" -lpython"$ver" -lm \

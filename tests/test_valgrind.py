@@ -64,7 +64,7 @@ def test_memcheck(small_image):
     errors, kinds, report = memcheck(small_image)
     blocks = re.split(r"==\d+== *\n", report)
     ours = [block for block in blocks if "_image.cpython" in block
-            or re.search(r"\((image_load|image_write|module|checksum|"
+            or re.search(r"\((image_load|image_write|image_type|module|checksum|"
                          r"fingerprint|interp_state)\.c:", block)]
     assert ours == [], "\n".join(ours)[:5000]
     assert not re.search(r"Invalid (read|write|free)|Mismatched free", report)

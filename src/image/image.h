@@ -8,8 +8,12 @@
 #include "image_format.h"
 #include "layout.h"
 
-/* warmstart.ImageError, created by module.c. */
+/* warmstart.ImageError, created by ws_image_add (image_type.c). */
 extern PyObject *ws_ImageError;
+
+/* Add the Image type, write_image, fingerprint, ImageError and SUPPORTED
+   to the extension module; -1 with an exception on error. */
+int ws_image_add(PyObject *module);
 
 /* Fingerprint of the running interpreter, and the comparison the loader
    makes.  ws_fingerprint_mismatch returns NULL when they agree, otherwise a
@@ -105,7 +109,7 @@ typedef struct {
 
 int ws_image_open(ws_image *img, const char *path);
 /* The open image behind a warmstart._image.Image object, or NULL (no
-   exception) if `op` is not an open Image (module.c). */
+   exception) if `op` is not an open Image (image_type.c). */
 ws_image *ws_image_of(PyObject *op);
 void ws_image_release(ws_image *img);
 /* Make bytes [off, off + size) of the file present in img->base, or fail

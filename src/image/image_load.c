@@ -1070,15 +1070,7 @@ fix_segment(segment *s, uint64_t root_word)
         if (fix_ref(s, w, w + offsetof(PyCodeObject, f) / 8, want) < 0) { \
             return -1; \
         }
-        FIX_CODE_FIELD(co_consts, WS_TYPE_TUPLE)
-        FIX_CODE_FIELD(co_names, WS_TYPE_TUPLE)
-        FIX_CODE_FIELD(co_exceptiontable, WS_TYPE_BYTES)
-        FIX_CODE_FIELD(co_localsplusnames, WS_TYPE_TUPLE)
-        FIX_CODE_FIELD(co_localspluskinds, WS_TYPE_BYTES)
-        FIX_CODE_FIELD(co_filename, WS_TYPE_STR)
-        FIX_CODE_FIELD(co_name, WS_TYPE_STR)
-        FIX_CODE_FIELD(co_qualname, WS_TYPE_STR)
-        FIX_CODE_FIELD(co_linetable, WS_TYPE_BYTES)
+        WS_CODE_REF_FIELDS(FIX_CODE_FIELD)
 #undef FIX_CODE_FIELD
 #if WS_NEEDS_CODE_VERSION
         ((PyCodeObject *)&s->words[w])->co_version = s->version;

@@ -375,10 +375,31 @@ emit_frozenset(writer *w, PyObject *op)
     return off < 0 ? 0 : heap_ref(w, (size_t)off) | WS_REF_FROZENSET;
 }
 
+/* Is op stored as image type t (a code object's reference fields)? */
+static int
+has_image_type(PyObject *op, int t)
+{
+    switch (t) {
+    case WS_TYPE_TUPLE:
+        return PyTuple_CheckExact(op);
+    case WS_TYPE_STR:
+        return PyUnicode_CheckExact(op);
+    case WS_TYPE_BYTES:
+        return PyBytes_CheckExact(op);
+    default:
+        return 0;
+    }
+}
+
 static uint64_t
 emit_code(writer *w, PyCodeObject *co)
 {
-#define EMIT_FIELD(f) \
+#define EMIT_FIELD(f, want) \
+    if (!has_image_type(co->f, want)) { \
+        PyErr_Format(ws_ImageError, "code object %R: " #f " is a %.100s", \
+                     co, Py_TYPE(co->f)->tp_name); \
+        return 0; \
+    } \
     uint64_t w_##f = emit(w, co->f); \
     if (w_##f == 0) { \
         return 0; \
@@ -398,7 +419,7 @@ emit_code(writer *w, PyCodeObject *co)
     if (put_header(w, (size_t)off, WS_TYPE_CODE) < 0) {
         return 0;
     }
-#define PUT_FIELD(f) \
+#define PUT_FIELD(f, want) \
     if (put_word(w, (size_t)off + offsetof(PyCodeObject, f), w_##f) < 0) { \
         return 0; \
     }

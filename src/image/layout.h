@@ -66,11 +66,20 @@ _Static_assert(sizeof(PyCompactUnicodeObject) == WS_SIZEOF_COMPACT,
 #endif
 
 /* Code object fields that point to objects, in the order the writer emits
-   them.  Their words in the image are tagged (image_format.h). */
+   them, each with the one image type (image_format.h) it must hold: the
+   writer refuses a code object whose field holds another, the loader an
+   image whose tagged word points to another.  A version that adds or
+   retypes a reference field changes this table and nothing else. */
 #define WS_CODE_REF_FIELDS(X) \
-    X(co_consts) X(co_names) X(co_exceptiontable) X(co_localsplusnames) \
-    X(co_localspluskinds) X(co_filename) X(co_name) X(co_qualname) \
-    X(co_linetable)
+    X(co_consts, WS_TYPE_TUPLE) \
+    X(co_names, WS_TYPE_TUPLE) \
+    X(co_exceptiontable, WS_TYPE_BYTES) \
+    X(co_localsplusnames, WS_TYPE_TUPLE) \
+    X(co_localspluskinds, WS_TYPE_BYTES) \
+    X(co_filename, WS_TYPE_STR) \
+    X(co_name, WS_TYPE_STR) \
+    X(co_qualname, WS_TYPE_STR) \
+    X(co_linetable, WS_TYPE_BYTES)
 
 /* Bytes per bytecode unit (_Py_CODEUNIT, internal since 3.13); Py_SIZE of
    a code object counts units. */

@@ -11,8 +11,9 @@
  * for the Python half of the import tier (python -c pass with an unused
  * image: 0.6 ms over stock before, 0.3-0.4 ms with this path).
  *
- *   boot() -> True: handled here.  False: the caller runs importer.boot(),
- *             which handles every other variable and reports a bad image.
+ *   boot() -> True: handled here.  False: the caller runs _boot.main(),
+ *             the start-up dispatcher, which handles every other variable
+ *             and reports a bad image.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -228,8 +229,8 @@ static PyTypeObject PendingType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* Requests that need importer.boot(): recording, statistics, a server, the
-   profiler.  (WARMSTART=auto yields to WARMSTART_IMAGE there too.) */
+/* Requests that need _boot.main(): recording, statistics, a server, the
+   profiler.  The same list as _boot.NOT_IN_C (a test compares them). */
 static const char *const python_boot_vars[] = {
     "WARMSTART_STATS", "WARMSTART_RECORD", "WARMSTART_SERVE",
     "WARMSTART_PROFILE", NULL,
@@ -273,7 +274,7 @@ boot_here(PyObject *module)
                                  : NULL;
     Py_XDECREF(image_type);
     if (image == NULL) {
-        PyErr_Clear();          /* importer.boot() says why */
+        PyErr_Clear();          /* _boot.main() says why */
         return 0;
     }
     PyObject *pending = PyObject_CallOneArg((PyObject *)&PendingType, image);

@@ -106,8 +106,9 @@ def cmd_info(args):
     print(f"modules: {h['modules']}, atoms: {h['atoms']}, "
           f"size: {h['file_size'] / 1e6:.1f} MB")
     try:
-        record = marshal.loads(img.meta()) if img.meta() else None
-    except (_image.ImageError, EOFError, ValueError) as e:
+        from . import record as build_record
+        record = build_record.read(img)
+    except (_image.ImageError, EOFError, ValueError, TypeError) as e:
         print(f"build record: unreadable ({e})")
         record = None
     if record:

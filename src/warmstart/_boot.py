@@ -1,25 +1,163 @@
-"""Start-up work beyond activating an image (importer.boot does that),
-used when one of these is set:
-
-  WARMSTART_IMAGE=app.img   serve imports from app.img
-  WARMSTART_RECORD=out.img  record what this run imports; write out.img at exit
-  WARMSTART=auto            zero-config: use and maintain a cached image for
-                            this interpreter, sys.path and entry point
-  WARMSTART_CHECK=mtime|hash|none   how sources are checked (default mtime)
-  WARMSTART_HUGEPAGES=1     materialise into huge pages (importer.py)
-  WARMSTART_STATS=1         at exit, print on stderr what the image served
-                            (=FILE: append it to FILE instead)
-
-Imports only what site has already imported, plus the C core.
+"""The start-up dispatcher: 00-warmstart.pth calls main() when one of
+the variables of WAKE is set and the C core's fast path (boot.c) did not
+handle the request alone.  main() decides which tier wakes; the start-up
+half of each tier's work is here too, so that a start imports no more
+of our modules than the tiers it wakes.  Imports only what site has
+already imported, plus the C core.
 """
 import os
 import sys
 
+# The variables that wake warmstart at start-up, and what each wakes.  The
+# .pth line tests for exactly these (setup.py builds it from this table).
+WAKE = (
+    ("WARMSTART_IMAGE", "serve imports from this image (importer.py)"),
+    ("WARMSTART_RECORD", "record what this run imports; write that image "
+                         "at exit (record.py, build.py)"),
+    ("WARMSTART", "=auto: use and maintain a cached image for this "
+                  "interpreter, sys.path and entry point (auto.py)"),
+    ("WARMSTART_SERVE", "set by warmstart-exec: this run starts a warm "
+                        "server at exit (server.py)"),
+    ("WARMSTART_PROFILE", "set by `warmstart profile`: time this run's "
+                          "imports (profile_hook.py)"),
+)
+
+# Read by the tiers once awake; none of them wakes anything alone.
+MODIFIERS = (
+    ("WARMSTART_STATS", "=1: at exit, what the image served, on stderr "
+                        "(=FILE: appended to FILE)"),
+    ("WARMSTART_CHECK", "mtime|hash|none: how sources are checked"),
+    ("WARMSTART_HUGEPAGES", "=1: materialise into huge pages"),
+    ("WARMSTART_PRELOAD", "modules a server imports besides the run's"),
+    ("WARMSTART_CACHE", "the auto cache directory"),
+    ("WARMSTART_VERBOSE", "=1: every reason, on stderr"),
+    ("WARMSTART_PROGRESS", "=1: a progress bar while an image is written"),
+    ("WARMSTART_REPORT", "FILE: what a recorded image holds and lacks"),
+    ("WARMSTART_SERVER_DIR", "where servers' sockets live"),
+    ("WARMSTART_SERVER_IDLE", "seconds an idle server lives (600)"),
+    ("WARMSTART_SERVER_MAX", "servers per user (32)"),
+)
+
+# Requests that boot.c's fast path (a plain WARMSTART_IMAGE) leaves to
+# main().  WARMSTART=auto yields to WARMSTART_IMAGE, so it is not one.
+# tests/test_layout.py checks boot.c's list against this one.
+NOT_IN_C = ("WARMSTART_STATS", "WARMSTART_RECORD", "WARMSTART_SERVE",
+            "WARMSTART_PROFILE")
+
+_booted = False
+
+
+def main():
+    """Only the first call acts: site may read the .pth twice (a venv's
+    lib64 is a link to lib)."""
+    global _booted
+    if _booted:
+        return
+    _booted = True
+    try:
+        from . import _image
+    except ImportError:
+        return          # the C core cannot load here: nothing wakes
+    if not _image._is_main_interpreter():
+        return          # images and servers serve the main interpreter only
+    env = os.environ
+    serve = env.pop("WARMSTART_SERVE", None)
+    preload = env.pop("WARMSTART_PRELOAD", None)
+    if env.get("WARMSTART_STATS"):
+        _stats_at_exit(env["WARMSTART_STATS"])
+    image = env.get("WARMSTART_IMAGE")
+    if image:
+        from . import importer
+        importer.activate_at_start(image)
+    if env.get("WARMSTART_RECORD"):
+        _record_at_exit(env["WARMSTART_RECORD"])
+    elif not image and env.get("WARMSTART") == "auto":
+        from . import auto
+        auto.start(entry_point(), list(sys.path))
+    if serve:
+        # warmstart-exec found no server for this command: this run
+        # records what it imports and starts one at exit (server.py).
+        # After activation: the recorder goes first on sys.meta_path, so
+        # that it sees the imports an image serves too.
+        serve_at_exit(serve, preload)
+    profile = env.pop("WARMSTART_PROFILE", None)
+    if profile:
+        # Last, so that an image's get_code is timed too.
+        from . import profile_hook
+        profile_hook.install(profile)
+
+
+def run_target():
+    """What this process runs, from sys.orig_argv: ("-m", module),
+    ("-c", None), ("script", path) or ("interactive", None)."""
+    args = (getattr(sys, "orig_argv", None) or [])[1:]
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-m" and i + 1 < len(args):
+            return "-m", args[i + 1]
+        if a.startswith("-m") and len(a) > 2:
+            return "-m", a[2:]
+        if a.startswith("-c"):
+            return "-c", None
+        if a in ("-X", "-W"):
+            i += 2
+            continue
+        if a.startswith("-") and a != "-":
+            i += 1
+            continue
+        return ("script", os.path.abspath(a)) if a != "-" else ("-c", None)
+    return "interactive", None
+
+
+def entry_point():
+    """The program, as the auto cache's key names it."""
+    kind, value = run_target()
+    return f"{kind} {value}" if value else kind
+
+
+def expected_path0():
+    """What the interpreter puts (or has put) in sys.path[0] for this run:
+    it is inserted after start-up hooks such as this one run.  None with
+    -P/-I (safe_path)."""
+    if getattr(sys.flags, "safe_path", False):
+        return None
+    kind, value = run_target()
+    if kind == "-m":
+        return os.getcwd()
+    if kind == "script":
+        return os.path.dirname(os.path.realpath(value))
+    return ""
+
+
+class PathSnapshot:
+    """The start-up half of capturing a run (record.capture is the exit
+    half): takes sys.path as the program will see it, at the first import
+    after start-up, with sys.path[0] as the interpreter will set it."""
+
+    def __init__(self):
+        self.path0 = expected_path0()
+        self.sys_path = None
+        self.cwd = None
+
+    def find_spec(self, fullname, path=None, target=None):
+        if self.sys_path is None:
+            p = list(sys.path)
+            if self.path0 is not None and (not p or p[0] != self.path0):
+                p.insert(0, self.path0)
+            self.sys_path = p
+            self.cwd = os.getcwd()
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+        return None
+
 
 def _record_at_exit(out, claim=True):
-    """At exit, write an image of the source modules this run imported."""
+    """WARMSTART_RECORD: at exit, write an image of the source modules
+    this run imported."""
     from . import exiting
-    from .auto import _PathSnapshot
 
     if claim:
         # With several Python processes under one `warmstart build`, the
@@ -29,7 +167,7 @@ def _record_at_exit(out, claim=True):
             os.close(fd)
         except OSError:
             return
-    snapshot = _PathSnapshot()
+    snapshot = PathSnapshot()
     sys.meta_path.append(snapshot)
 
     def write():
@@ -43,21 +181,17 @@ def _record_at_exit(out, claim=True):
                     pass
 
     def _write():
-        from . import build
-        found, pkg_paths, other = build.modules_from_run(sys.modules)
+        from . import build, record
+        run = record.capture(snapshot)
         progress = None
         if os.environ.get("WARMSTART_PROGRESS"):
             progress = build.progress_bar
-        summary = build.write(out, found, sys_path=snapshot.sys_path or sys.path,
-                              cwd=snapshot.cwd, pkg_paths=pkg_paths,
-                              optimize=sys.flags.optimize, progress=progress,
-                              from_run=True,
-                              extensions=build.extensions_from_run(sys.modules))
+        summary = build.write_run(out, run, progress=progress)
         report = os.environ.get("WARMSTART_REPORT")
         if report:
             import marshal
             with open(report, "wb") as f:
-                marshal.dump({"summary": summary, "other": other}, f)
+                marshal.dump({"summary": summary, "other": run["other"]}, f)
 
     exiting.register(write)
 
@@ -192,18 +326,3 @@ def _stats_at_exit(where):
                 out.write(f"pid {os.getpid()}\n" + "\n".join(lines) + "\n")
 
     exiting.register(report)
-
-
-def main():
-    if os.environ.get("WARMSTART_STATS"):
-        _stats_at_exit(os.environ["WARMSTART_STATS"])
-    image = os.environ.get("WARMSTART_IMAGE")
-    if image:
-        from . import importer
-        importer.activate_at_start(image)
-    record = os.environ.get("WARMSTART_RECORD")
-    if record:
-        _record_at_exit(record)
-    elif not image and os.environ.get("WARMSTART") == "auto":
-        from . import auto
-        auto.start(auto.entry_point(), list(sys.path))

@@ -35,72 +35,6 @@ def cache_key(entry, sys_path):
     return "%016x" % _checksum(text.encode("utf-8", "surrogateescape"))
 
 
-def run_target():
-    """What this process runs, from sys.orig_argv: ("-m", module),
-    ("-c", None), ("script", path) or ("interactive", None)."""
-    args = (getattr(sys, "orig_argv", None) or [])[1:]
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "-m" and i + 1 < len(args):
-            return "-m", args[i + 1]
-        if a.startswith("-m") and len(a) > 2:
-            return "-m", a[2:]
-        if a.startswith("-c"):
-            return "-c", None
-        if a in ("-X", "-W"):
-            i += 2
-            continue
-        if a.startswith("-") and a != "-":
-            i += 1
-            continue
-        return ("script", os.path.abspath(a)) if a != "-" else ("-c", None)
-    return "interactive", None
-
-
-def entry_point():
-    """The program, as the cache key names it."""
-    kind, value = run_target()
-    return f"{kind} {value}" if value else kind
-
-
-def expected_path0():
-    """What the interpreter puts (or has put) in sys.path[0] for this run:
-    it is inserted after start-up hooks such as this one run.  None with
-    -P/-I (safe_path)."""
-    if getattr(sys.flags, "safe_path", False):
-        return None
-    kind, value = run_target()
-    if kind == "-m":
-        return os.getcwd()
-    if kind == "script":
-        return os.path.dirname(os.path.realpath(value))
-    return ""
-
-
-class _PathSnapshot:
-    """Takes sys.path as the program will see it: at the first import
-    after start-up, with sys.path[0] as the interpreter will set it."""
-
-    def __init__(self):
-        self.path0 = expected_path0()
-        self.sys_path = None
-        self.cwd = None
-
-    def find_spec(self, fullname, path=None, target=None):
-        if self.sys_path is None:
-            p = list(sys.path)
-            if self.path0 is not None and (not p or p[0] != self.path0):
-                p.insert(0, self.path0)
-            self.sys_path = p
-            self.cwd = os.getcwd()
-            try:
-                sys.meta_path.remove(self)
-            except ValueError:
-                pass
-        return None
-
-
 def _open_cache(create):
     """The cache directory, opened and checked (privdir.py: ours, nobody
     else can write it or a directory above it), or None.  A cache that
@@ -138,7 +72,7 @@ def _own_file(cache, name):
 
 
 def start(entry, sys_path):
-    from . import importer
+    from . import _boot, importer
     cache = _open_cache(create=True)
     if cache is None:
         return
@@ -156,7 +90,7 @@ def start(entry, sys_path):
                 importer.install(finder)
     finally:
         cache.close()           # no descriptor of ours while the program runs
-    snapshot = _PathSnapshot()
+    snapshot = _boot.PathSnapshot()
     sys.meta_path.append(snapshot)
     import atexit
     # Imported before the image could serve them (site, encodings, us):
@@ -223,16 +157,17 @@ def _maybe_missing(finder, before):
 def _at_exit(path, finder, snapshot, before):
     if not _maybe_missing(finder, before):
         return                  # the image has every module: nothing to do
-    from . import build
+    from . import record
     from .fds import inheritable as inheritable_fds
-    found, pkg_paths, _ = build.modules_from_run(sys.modules)
+    run = record.capture(snapshot)
     cache = _open_cache(create=False)
     if cache is None:
         return
     name = os.path.basename(path)
     job_name = None
     try:
-        if not _missing(found, finder, before, _skip_list(cache, name)):
+        if not _missing(run["modules"], finder, before,
+                        _skip_list(cache, name)):
             return
         # One writer per image: another one at work makes this one moot.
         st = cache.stat(name + ".writing")
@@ -242,13 +177,8 @@ def _at_exit(path, finder, snapshot, before):
                 return
             cache.unlink(name + ".writing")
         os.close(cache.create(name + ".writing"))
-        sys_path = (snapshot.sys_path if snapshot.sys_path is not None
-                    else sys.path)
-        cwd = snapshot.cwd or os.getcwd()
-        job = {"out": path, "modules": found, "pkg_paths": pkg_paths,
-               "extensions": build.extensions_from_run(sys.modules),
-               "sys_path": [p for p in sys_path if isinstance(p, str)],
-               "cwd": cwd, "optimize": sys.flags.optimize}
+        del run["other"]
+        job = {"out": path, "run": run}
         job_name = "%s.job.%d" % (name, os.getpid())
         with os.fdopen(cache.create_fresh(job_name), "wb") as f:
             marshal.dump(job, f)
@@ -292,11 +222,7 @@ def _write(job_path):
         cache.unlink(job_name)
         name = os.path.basename(job["out"])
         from . import build
-        summary = build.write(cache.join(name), job["modules"],
-                              sys_path=job["sys_path"], cwd=job["cwd"],
-                              pkg_paths=job["pkg_paths"],
-                              optimize=job["optimize"], from_run=True,
-                              extensions=job.get("extensions", ()))
+        summary = build.write_run(cache.join(name), job["run"])
         cache.write(name + ".skip",
                     marshal.dumps([n for n, _ in summary["skipped"]]))
     finally:

@@ -65,7 +65,9 @@ except ImportError:
 
 ImageError = _image.ImageError if _image else ImportError
 
-META_VERSION = 1
+# The build record's version (record.py says what a record holds); the
+# finder reads it here, at every activation, without importing record.py.
+RECORD_VERSION = 1
 CHECK_MODES = ("mtime", "hash", "none")
 
 _warned = False
@@ -131,6 +133,16 @@ def _hook_get_code(on):
         del SourceFileLoader.get_code
 
 
+def read_record(image):
+    """The build record of an open image, or None if it has none of this
+    version.  EOFError, ValueError or TypeError: a damaged record."""
+    meta = image.meta()
+    record = marshal.loads(meta) if meta else None
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return None
+    return record
+
+
 class ImageFinder:
     """Meta-path finder for the modules of one image."""
 
@@ -139,9 +151,8 @@ class ImageFinder:
             raise ValueError(f"check must be one of {CHECK_MODES}")
         self.image = image
         self.check = check
-        meta = image.meta()
-        record = marshal.loads(meta) if meta else {}
-        if record.get("version") != META_VERSION:
+        record = read_record(image)
+        if record is None:
             raise ImageError(f"{image.path}: no build record for the importer")
         self.sys_path = record["sys_path"]
         self.cwd = record["cwd"]
@@ -447,42 +458,3 @@ def deactivate():
         except ValueError:
             pass
     _hook_get_code(False)
-
-
-_booted = False
-
-
-def boot():
-    """Start-up hook: 00-warmstart.pth calls this when WARMSTART_IMAGE,
-    WARMSTART_RECORD, WARMSTART, WARMSTART_SERVE or WARMSTART_PROFILE is
-    set (see _boot.py, server.py and profile_hook.py for the others).
-    Only the first call acts: site may read the .pth twice (a venv's lib64
-    is a link to lib)."""
-    global _booted
-    if _booted:
-        return
-    _booted = True
-    if _image is None or not _image._is_main_interpreter():
-        return                  # images serve the main interpreter only
-    env = os.environ
-    serve = env.pop("WARMSTART_SERVE", None)
-    preload = env.pop("WARMSTART_PRELOAD", None)
-    if env.get("WARMSTART_STATS") or env.get("WARMSTART_RECORD") or (
-            env.get("WARMSTART") == "auto" and not env.get("WARMSTART_IMAGE")):
-        from . import _boot
-        _boot.main()
-    elif env.get("WARMSTART_IMAGE"):
-        activate_at_start(env["WARMSTART_IMAGE"])
-    if serve:
-        # warmstart-exec found no server for this command: this run
-        # records what it imports and starts one at exit (server.py).
-        # After activation: the recorder goes first on sys.meta_path, so
-        # that it sees the imports an image serves too.
-        from . import _boot
-        _boot.serve_at_exit(serve, preload)
-    profile = env.pop("WARMSTART_PROFILE", None)
-    if profile:
-        # `warmstart profile`: time this process's imports (last, so that
-        # an image's get_code is timed too).
-        from . import profile_hook
-        profile_hook.install(profile)

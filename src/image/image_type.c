@@ -1,4 +1,5 @@
-/* warmstart._image: the Python face of the code image core.
+/* The Image type and the other Python entry points of tier 1 (the code
+ * image), added to the extension by ws_image_add (src/core/module.c):
  *
  *   Image(path, profile=False)   open an image (ImageError if unusable)
  *     .get_code(name)            the module's code object, materialised once
@@ -10,18 +11,10 @@
  *                                is made private in one piece (-1: never)
  *   write_image(path, entries, preferred_base)
  *   fingerprint()                this interpreter's fingerprint (dict)
- *   SUPPORTED                    False on builds whose layout is not known
- *
- * The import tier's C parts live here too (src/importer/): FindCore,
- * GetCodeHook, and boot() with PendingFinder, the start-up hook's path.
+ *   ImageError, SUPPORTED        False on builds whose layout is not known
  */
 #include "image.h"
 #include "checksum.h"
-#include "find.h"
-#include "boot.h"
-#include "identity.h"
-#include "pages.h"
-#include "get_code_hook.h"
 
 PyObject *ws_ImageError;
 
@@ -388,20 +381,6 @@ fingerprint(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
     return ws_fingerprint_to_dict(&fp);
 }
 
-/* For tests: the checksum the format uses, so that they can build images
-   that are consistent but malformed. */
-static PyObject *
-checksum(PyObject *Py_UNUSED(mod), PyObject *arg)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    uint64_t h = ws_checksum(view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return PyLong_FromUnsignedLongLong(h);
-}
-
 /* For tests: a code object's co_version (0 before 3.12). */
 static PyObject *
 code_version(PyObject *Py_UNUSED(mod), PyObject *arg)
@@ -417,16 +396,7 @@ code_version(PyObject *Py_UNUSED(mod), PyObject *arg)
 #endif
 }
 
-static PyObject *
-is_main_interpreter(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
-}
-
-static PyMethodDef module_methods[] = {
-    {"_is_main_interpreter", is_main_interpreter, METH_NOARGS,
-     "whether this is the main interpreter (images serve only that one)"},
-    {"_checksum", checksum, METH_O, "checksum used by the image format"},
+static PyMethodDef image_functions[] = {
     {"_code_version", code_version, METH_O, "co_version of a code object"},
     {"write_image", (PyCFunction)(void (*)(void))write_image,
      METH_VARARGS | METH_KEYWORDS,
@@ -439,49 +409,29 @@ static PyMethodDef module_methods[] = {
     {NULL}
 };
 
-static struct PyModuleDef image_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "warmstart._image",
-    .m_doc = "Code images: compiled modules in the interpreter's own memory "
-             "layout, mapped instead of unmarshalled.",
-    .m_size = -1,
-    .m_methods = module_methods,
-};
-
-PyMODINIT_FUNC
-PyInit__image(void)
+int
+ws_image_add(PyObject *m)
 {
-    PyObject *m = PyModule_Create(&image_module);
-    if (m == NULL) {
-        return NULL;
-    }
     if (ws_ImageError == NULL) {
         ws_ImageError = PyErr_NewExceptionWithDoc(
             "warmstart.ImageError",
             "An image cannot be used: corrupt, truncated, foreign or written "
             "by another interpreter.", PyExc_ImportError, NULL);
         if (ws_ImageError == NULL) {
-            goto fail;
+            return -1;
         }
     }
-    if (ws_get_code_hook_add(m) < 0 || ws_find_core_add(m) < 0
-        || ws_boot_add(m) < 0 || ws_identity_add(m) < 0
-        || ws_pages_add(m) < 0) {
-        goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0
+    if (PyModule_AddFunctions(m, image_functions) < 0
+        || PyModule_AddObjectRef(m, "ImageError", ws_ImageError) < 0
         || PyModule_AddObjectRef(m, "SUPPORTED",
                                  WS_SUPPORTED ? Py_True : Py_False) < 0) {
-        goto fail;
+        return -1;
     }
 #if WS_SUPPORTED
     if (PyType_Ready(&ImageType) < 0
         || PyModule_AddObjectRef(m, "Image", (PyObject *)&ImageType) < 0) {
-        goto fail;
+        return -1;
     }
 #endif
-    return m;
-fail:
-    Py_DECREF(m);
-    return NULL;
+    return 0;
 }
