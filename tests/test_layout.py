@@ -73,3 +73,22 @@ def test_every_variable_the_package_reads_is_in_the_table():
             read.update(re.findall(r"[\"'](WARMSTART(?:_[A-Z]+)*)[\"']",
                                    _read("warmstart", f)))
     assert read - known == set()
+
+
+def test_protocol_py_and_protocol_h_agree():
+    """protocol.h documents every message; protocol.py has the same tags
+    and limits, and every tag it defines is documented there."""
+    from warmstart import protocol
+    text = _read("client", "protocol.h")
+    documented = set(re.findall(r'^\s+"([A-Z ]{4})"', text, re.M))
+    tags = {v.decode() for k, v in vars(protocol).items()
+            if k.isupper() and isinstance(v, bytes) and len(v) == 4
+            and k != "VERSION"}
+    assert tags == documented
+    defines = dict(re.findall(r"#define (WS_\w+) (.+)", text))
+    assert defines["WS_PROTOCOL_VERSION"] == '"%s"' % protocol.VERSION.decode()
+    assert defines["WS_MAX_MESSAGE"] == "(1u << 20)"
+    assert protocol.MAX_MESSAGE == 1 << 20
+    assert int(defines["WS_MAX_FDS"]) == protocol.MAX_FDS
+    assert "WS_EXITED = %d" % protocol.EXITED in text
+    assert "WS_SIGNALED = %d" % protocol.SIGNALED in text

@@ -1,4 +1,6 @@
-/* The conversation between warmstart-exec and a warm server.
+/* The conversation between warmstart-exec and a warm server: the one
+   reference for every message (src/warmstart/protocol.py is the Python
+   end, with the same tags and limits).
 
    Every message is an 8-byte header -- a 4-byte tag and the payload
    length (uint32, host order: both ends run on one machine) -- followed

@@ -37,11 +37,9 @@ import sys
 import threading
 import time
 
-from . import command, confinement, preload, privdir, worker
+from . import command, confinement, preload, privdir, protocol, worker
 from .fds import inheritable as inheritable_fds
 
-MAX_MESSAGE = 1 << 20
-MAX_FDS = 64                    # WS_MAX_FDS in protocol.h
 PENDING_SECONDS = 10            # a connection's time to send its request
 DEFAULT_IDLE = 600
 DEFAULT_MAX = 32                # servers per user (WARMSTART_SERVER_MAX)
@@ -117,46 +115,6 @@ def spawn(files, record):
 
 
 # -- 2. start-up ---------------------------------------------------------
-
-class Request:
-    """A parsed RUN message (see protocol.h)."""
-
-    def __init__(self, payload):
-        f = payload.split(b"\0")
-        if f[0] != b"2":
-            # A client of another warmstart version: it runs directly.
-            raise command.Direct("another protocol version")
-        self.umask = int(f[1], 8)
-        self.cwd = f[2]
-        argc = int(f[3])
-        self.argv = f[4:4 + argc]
-        i = 4 + argc
-        envc = int(f[i])
-        self.env = {}
-        for e in f[i + 1:i + 1 + envc]:
-            k, sep, v = e.partition(b"=")
-            if sep:
-                self.env.setdefault(k, v)
-        i += 1 + envc
-        nlim = int(f[i])
-        self.limits = [tuple(int(x) for x in e.split())
-                       for e in f[i + 1:i + 1 + nlim]]
-        i += 1 + nlim
-        ignored, blocked = f[i].split()
-        self.ignored = _signals(int(ignored, 16))
-        self.blocked = _signals(int(blocked, 16))
-        self.extra_fds = [int(x) for x in f[i + 1].split()]
-        if any(fd < 3 for fd in self.extra_fds) or \
-                len(set(self.extra_fds)) != len(self.extra_fds):
-            raise ValueError("malformed descriptor list")
-        if not self.argv or any(len(t) != 3 for t in self.limits):
-            raise ValueError("malformed request")
-        self.command = command.Command(self.argv, self.env, self.cwd)
-
-
-def _signals(mask):
-    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
-
 
 class Server:
     def __init__(self, files):
@@ -274,6 +232,10 @@ class Server:
         # (3.12 here, 2026-12-02) unless they exist before the fork.
         compile("", "<warmstart>", "exec")
         self.preloaded = len(sys.modules)
+        self.for_workers = worker.Preloaded(
+            self.main_template, self.old_streams, self.env_changes,
+            self.program_signals, self.free_signals, self.free_ignored,
+            self.blocked, self.confined, self.learned, self.close_in_child)
         gc.collect()
         gc.freeze()
 
@@ -459,9 +421,7 @@ class Server:
         except OSError:
             return
         try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                    struct.calcsize("3i"))
-            _, uid, _ = struct.unpack("3i", creds)
+            _, uid, _ = protocol.peer(conn)
             if uid != os.getuid():
                 log(f"refused a client of uid {uid}")
                 conn.close()
@@ -483,13 +443,13 @@ class Server:
         keep = False
         try:
             conn.settimeout(10)     # the rest of a message already begun
-            tag, payload, fds = _receive(conn, MAX_FDS)
+            tag, payload, fds = protocol.receive(conn, protocol.MAX_FDS)
             try:
-                if tag == b"STOP":
+                if tag == protocol.STOP:
                     self.stopping = True
-                    worker.send(conn, b"BYE ")
+                    protocol.send(conn, protocol.BYE)
                     return
-                if tag != b"RUN ":
+                if tag != protocol.RUN:
                     return
                 keep = self.launch(conn, payload, fds)
             finally:
@@ -513,41 +473,41 @@ class Server:
     def launch(self, conn, payload, fds):
         """Fork a worker for one RUN request; True if conn is kept."""
         try:
-            req = Request(payload)
+            req = protocol.Request(payload)
         except command.Direct as e:
-            worker.send(conn, b"NOPE", str(e).encode())
+            protocol.nope(conn, str(e))
             return False
         if len(fds) != 3 + len(req.extra_fds):
             raise ValueError("a RUN request carries fds 0-2 and its others")
         tty = [os.isatty(fd) for fd in fds[:3]]
         if req.command.key_material(req.env, tty) != self.material:
-            worker.send(conn, b"NOPE", b"another command")
+            protocol.nope(conn, b"another command")
             return False
         name = preload.differs(self.env_read, self.start_env,
                                self.env_changes, req.env)
         if name is not None:
-            worker.send(conn, b"NOPE", b"the preloaded imports read $"
+            protocol.nope(conn, b"the preloaded imports read $"
                         + name + b", which this launch has otherwise")
             return False
         if self.cwd_read and req.cwd != self.command.cwd:
-            worker.send(conn, b"NOPE", b"the preloaded imports read the "
+            protocol.nope(conn, b"the preloaded imports read the "
                         b"working directory, which this launch has otherwise")
             return False
         stale = self.watch.changed()
         if stale:
-            worker.send(conn, b"NOPE", f"stale: {stale}".encode())
+            protocol.nope(conn, f"stale: {stale}")
             if not self.retiring:
                 log(f"retiring: {stale}")
                 self.retire()
             return False
         if self.other_threads():
-            worker.send(conn, b"NOPE", b"server has threads")
+            protocol.nope(conn, b"server has threads")
             return False
         self.note_use()
         try:
-            settable = confinement.check(self.confined, worker.peer_pid(conn))
+            settable = confinement.check(self.confined, protocol.peer(conn)[0])
         except confinement.Differs as e:
-            worker.send(conn, b"NOPE", str(e).encode())
+            protocol.nope(conn, str(e))
             return False
         pid = self.hand_to_spare(conn, payload, fds, settable)
         if pid is None:
@@ -555,7 +515,8 @@ class Server:
             pid = os.fork()
             if pid == 0:
                 conn.settimeout(None)
-                worker.run(self, conn, req, fds, settable)  # does not return
+                worker.run(self.for_workers, conn, req, fds,
+                           settable)                    # does not return
         self.workers[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
         return True
@@ -583,7 +544,7 @@ class Server:
         pid = os.fork()
         if pid == 0:
             parent_end.close()
-            worker.wait_as_spare(self, child_end)   # does not return
+            worker.wait_as_spare(self.for_workers, child_end)  # no return
         child_end.close()
         self.spare = (pid, parent_end)
 
@@ -595,10 +556,9 @@ class Server:
         pid, chan = self.spare
         self.spare = None
         try:
-            message = marshal.dumps((settable, payload))
-            socket.send_fds(chan, [worker.HAND + struct.pack(
-                "=I", len(message))], [conn.fileno(), *fds])
-            chan.sendall(message)
+            protocol.send_fds(chan, protocol.HAND,
+                              marshal.dumps((settable, payload)),
+                              [conn.fileno(), *fds])
         except OSError:
             _kill(pid)
             return None
@@ -647,11 +607,11 @@ class Server:
                     self.spare = None
                 continue
             if os.WIFSIGNALED(status):
-                how = (worker.SIGNALED, os.WTERMSIG(status))
+                how = (protocol.SIGNALED, os.WTERMSIG(status))
             else:
-                how = (worker.EXITED, os.WEXITSTATUS(status))
+                how = (protocol.EXITED, os.WEXITSTATUS(status))
             try:
-                worker.send(conn, b"EXIT", struct.pack("=II", *how))
+                protocol.send_exit(conn, how)
             except OSError:
                 pass
             try:
@@ -704,33 +664,6 @@ def _kill(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _receive(conn, maxfds=3):
-    """One message: (tag, payload, fds)."""
-    header, fds, _, _ = socket.recv_fds(conn, 8, maxfds)
-    if not header:
-        raise EOFError          # a probe (already_served) or a dead client
-    while len(header) < 8:
-        more = conn.recv(8 - len(header))
-        if not more:
-            raise ValueError("short header")
-        header += more
-    tag, n = header[:4], struct.unpack("=I", header[4:])[0]
-    if n > MAX_MESSAGE:
-        for fd in fds:
-            os.close(fd)
-        raise ValueError("message too long")
-    chunks, got = [], 0
-    while got < n:
-        c = conn.recv(min(65536, n - got))
-        if not c:
-            for fd in fds:
-                os.close(fd)
-            raise ValueError("short message")
-        chunks.append(c)
-        got += len(c)
-    return tag, b"".join(chunks), fds
 
 
 # -- staleness -----------------------------------------------------------
@@ -982,9 +915,9 @@ def stop(base):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
         s.connect(files.address())
-        if not _peer_is_us(s):
+        if protocol.peer(s)[1] != os.getuid():
             return False
-        worker.send(s, b"STOP")
+        protocol.send(s, protocol.STOP)
         s.recv(8)
         s.close()
         return True
@@ -994,12 +927,6 @@ def stop(base):
         return False
     finally:
         files.close()
-
-
-def _peer_is_us(conn):
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                            struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1] == os.getuid()
 
 
 def restart(base):

@@ -13,48 +13,59 @@ import os
 import resource
 import signal
 import socket
-import struct
 import sys
 import types
 
-from . import confinement
+from . import confinement, protocol
+from .protocol import EXITED, SIGNALED
 
-EXITED, SIGNALED = 0, 1
-HAND = b"HAND"          # server to spare: a checked launch (protocol.h)
 RLIM_UNSIGNED_INFINITY = 2 ** 64 - 1
+
+
+class Preloaded:
+    """What a worker takes from its server, taken once after the preload:
+    __main__'s dunders; the interpreter's own streams; what the imports
+    did to the environment and to signal dispositions (program_signals,
+    and free_signals: those a launch inherits from its caller, of which
+    free_ignored are ignored in the server); the server's signal mask
+    (blocked); its confinement; the shared page record (learned); and
+    leave(), which closes the server's descriptors in the child."""
+
+    __slots__ = ("main_template", "old_streams", "env_changes",
+                 "program_signals", "free_signals", "free_ignored",
+                 "blocked", "confined", "learned", "leave")
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values, strict=True):
+            setattr(self, name, value)
 
 
 class Refuse(Exception):
     """The launch cannot be reproduced here; the client runs it directly."""
 
 
-def send(conn, tag, payload=b""):
-    conn.sendall(tag + struct.pack("=I", len(payload)) + payload)
-
-
-def wait_as_spare(server, chan):
+def wait_as_spare(state, chan):
     """In a spare worker: leave the server behind, then wait for a launch
     the server has checked (HAND: the client's connection and fds, what
     to take over from the client, the request) on chan; exit if the
     server goes away instead.  Never returns."""
     try:
-        _leave_server(server)
-        _prefault(server)
+        _leave_server(state)
+        _prefault(state)
         import marshal
-        from .server import MAX_FDS, Request, _receive
-        tag, message, fds = _receive(chan, maxfds=1 + MAX_FDS)
+        tag, message, fds = protocol.receive(chan, 1 + protocol.MAX_FDS)
         chan.close()
-        if tag != HAND or len(fds) < 4:
+        if tag != protocol.HAND or len(fds) < 4:
             os._exit(0)
         conn = socket.socket(fileno=fds[0])
         settable, payload = marshal.loads(message)
-        request = Request(payload)
+        request = protocol.Request(payload)
     except BaseException:
         os._exit(0)
-    run(server, conn, request, fds[1:], settable, left=True)
+    run(state, conn, request, fds[1:], settable, left=True)
 
 
-def run(server, conn, request, fds, settable, left=False):
+def run(state, conn, request, fds, settable, left=False):
     """In the child, after fork, for a launch the server checked
     (confinement.check; settable is what it found to take over); never
     returns."""
@@ -62,57 +73,57 @@ def run(server, conn, request, fds, settable, left=False):
     try:
         try:
             if not left:
-                _leave_server(server)
-            conn = _take_over(server, conn, request, fds, settable)
+                _leave_server(state)
+            conn = _take_over(state, conn, request, fds, settable)
         except Refuse as e:
-            send(conn, b"NOPE", str(e).encode())
+            protocol.nope(conn, str(e))
             os._exit(0)
         except BaseException as e:
-            send(conn, b"NOPE", f"worker set-up failed: {e!r}".encode())
+            protocol.nope(conn, f"worker set-up failed: {e!r}")
             os._exit(0)
-        send(conn, b"PID ", struct.pack("=I", os.getpid()))
-        status = _run_program(request.command, server.main_template)
-        _finish(server)
+        protocol.send_pid(conn, os.getpid())
+        status = _run_program(request.command, state.main_template)
+        _finish(state)
     finally:
         # The first EXIT the client reads counts; the server sends one
         # too when it reaps us (needed for deaths by a signal).
         try:
-            send(conn, b"EXIT", struct.pack("=II", *status))
+            protocol.send_exit(conn, status)
         except OSError:
             pass
-        _learn(server)
+        _learn(state)
         if status[0] == SIGNALED:
             signal.signal(status[1], signal.SIG_DFL)
             os.kill(os.getpid(), status[1])
         os._exit(status[1] if status[0] == EXITED else 1)
 
 
-def _prefault(server):
+def _prefault(state):
     """In a spare, before it waits: copy now the pages that the last
     launch had to copy while its client waited (src/server/pages.c)."""
     try:
         from ._image import prefault
-        prefault(server.learned)
+        prefault(state.learned)
     except (ImportError, OSError, ValueError):
         pass
 
 
-def _learn(server):
+def _learn(state):
     """After a launch (its client already has its status): note the pages
     it made its own, for the next spare."""
     try:
         from ._image import written
-        written(server.learned)
+        written(state.learned)
     except BaseException:       # the program's end must stay as it was
         pass
 
 
-def _leave_server(server):
+def _leave_server(state):
     """Own process group, none of the server's fds, the program's signal
     handlers (as they were after the preload)."""
     os.setpgid(0, 0)
-    server.close_in_child()
-    for sig, handler in server.program_signals.items():
+    state.leave()
+    for sig, handler in state.program_signals.items():
         try:
             if signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
@@ -120,10 +131,10 @@ def _leave_server(server):
             pass
 
 
-def _take_over(server, conn, request, fds, settable):
+def _take_over(state, conn, request, fds, settable):
     if settable is not None:
         try:
-            confinement.take_over(server.confined, settable)
+            confinement.take_over(state.confined, settable)
         except confinement.Differs as e:
             raise Refuse(str(e))
     try:
@@ -134,7 +145,7 @@ def _take_over(server, conn, request, fds, settable):
     for res, soft, hard in request.limits:
         _apply_limit(res, soft, hard)
     want = dict(request.env)
-    for k, v in server.env_changes.items():
+    for k, v in state.env_changes.items():
         if v is None:
             want.pop(k, None)
         else:
@@ -157,37 +168,30 @@ def _take_over(server, conn, request, fds, settable):
         sys.argv[:] = ["-" + cmd.kind.decode()] + args
     # Last of what can refuse: after it, conn is another socket object.
     conn = _take_fds(conn, fds, [0, 1, 2] + request.extra_fds)
-    _make_stdio(server.old_streams)
+    _make_stdio(state.old_streams)
     np_random = sys.modules.get("numpy.random")
     if np_random is not None and hasattr(np_random, "seed"):
         np_random.seed()        # stdlib random reseeds itself at fork
-    _take_signals(server, request)
+    _take_signals(state, request)
     return conn
 
 
-def _take_signals(server, request):
+def _take_signals(state, request):
     """The dispositions and mask a direct run would start with, for the
-    signals the preloaded imports left alone (server.free_signals): what
+    signals the preloaded imports left alone (state.free_signals): what
     the caller ignores stays ignored (nohup, a background job), what it
     does not is not, with Python's own start-up rules on top (SIGINT
     raises KeyboardInterrupt unless inherited ignored; SIGPIPE and
     SIGXFSZ are always ignored, and so not free)."""
-    ignore = (server.free_signals & request.ignored) - server.free_ignored
-    restore = server.free_ignored - request.ignored
+    ignore = (state.free_signals & request.ignored) - state.free_ignored
+    restore = state.free_ignored - request.ignored
     for sig in ignore:
         signal.signal(sig, signal.SIG_IGN)
     for sig in restore:
         signal.signal(sig, signal.default_int_handler
                       if sig == signal.SIGINT else signal.SIG_DFL)
-    if request.blocked != server.blocked:
+    if request.blocked != state.blocked:
         signal.pthread_sigmask(signal.SIG_SETMASK, request.blocked)
-
-
-def peer_pid(conn):
-    """The pid of the process at the other end of conn (the client)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                            struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[0]
 
 
 def _take_fds(conn, fds, targets):
@@ -348,14 +352,14 @@ def _print_exception(e):
         sys.__excepthook__(type(e), e, tb)
 
 
-def _finish(server):
+def _finish(state):
     """What Py_FinalizeEx does before it frees anything."""
     threading = sys.modules.get("threading")
     if threading is not None:
         threading._shutdown()
     import atexit
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr, *server.old_streams):
+    for stream in (sys.stdout, sys.stderr, *state.old_streams):
         try:
             if stream is not None:
                 stream.flush()
