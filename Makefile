@@ -4,8 +4,10 @@
 #               launches through a warm server)
 #   make test   the test suite on every supported interpreter, each in its
 #               own venv, with the C core built with -Werror
-PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
-PYTHONS ?= 3.11.7 3.12.1 3.13.0
+# Interpreter names (tools/python-for): pyenv builds by version, 3.14 and
+# 3.15 from Debian unstable's packages (tools/unstable-python.sh), and
+# Debian's own /usr/bin/python3 as "system" where it exists.
+PYTHONS ?= 3.11.7 3.12.1 3.13.0 3.14 3.15 $(if $(wildcard /usr/bin/python3),system)
 VENVS := $(foreach v,$(PYTHONS),.venv/$(v))
 PYTEST_ARGS ?=
 comma := ,
@@ -17,16 +19,16 @@ BENCH_REQS ?= bench/requirements.txt
 
 # (Re)install the package into one venv per interpreter.
 $(VENVS): .venv/%:
-	@test -x $(PYENV_ROOT)/versions/$*/bin/python || \
-	    { echo "missing interpreter $(PYENV_ROOT)/versions/$*"; exit 1; }
-	@test -x $@/bin/python || $(PYENV_ROOT)/versions/$*/bin/python -m venv $@
+	@py=$$(tools/python-for $*) && \
+	    { $@/bin/python -c pass 2>/dev/null || { rm -rf $@ && $$py -m venv $@; }; }
 	$@/bin/python -m pip install -q ".[test]"
 	WARMSTART_CFLAGS=-Werror $@/bin/python -m pip install -q --no-deps --force-reinstall .
 
 # Benchmark venvs: pinned workloads, warmstart, and code-data-share where
 # it builds (it supports up to 3.12).
 $(BENCH_VENVS): .venv/bench-%:
-	@test -x $@/bin/python || $(PYENV_ROOT)/versions/$*/bin/python -m venv $@
+	@py=$$(tools/python-for $*) && \
+	    { $@/bin/python -c pass 2>/dev/null || { rm -rf $@ && $$py -m venv $@; }; }
 	$@/bin/python -m pip install -q -r $(BENCH_REQS)
 	$@/bin/python -m pip install -q --no-deps --force-reinstall .
 	-$@/bin/python -m pip install -q code-data-share 2>/dev/null
@@ -50,7 +52,7 @@ demo: $(VENVS)
 test: $(VENVS)
 	@for v in $(PYTHONS); do \
 	    echo "== Python $$v"; \
-	    (cd tests && ../.venv/$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .) || exit 1; \
+	    (cd tests && $(CURDIR)/.venv/$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .) || exit 1; \
 	done
 
 clean:

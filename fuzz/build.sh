@@ -13,6 +13,18 @@ CC=${CC:-clang}
 inc=$($PYTHON -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 libdir=$($PYTHON -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 ver=$($PYTHON -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))')
+# An interpreter with a private C library (tools/unstable-python.sh): its
+# libpython and libc sit beside its prefix, not in LIBDIR; link against
+# that libpython (its newer symbol versions are resolved at run time) and
+# run with that root's dynamic loader, searched first through DT_RPATH.
+link=""
+if [ ! -e "$libdir/libpython$ver.so" ]; then
+    priv=$($PYTHON -c 'import sys, sysconfig; print(sys.base_prefix + "/lib/" + sysconfig.get_config_var("MULTIARCH"))')
+    if [ -e "$priv/libpython$ver.so" ] && [ -e "$priv/ld-linux-x86-64.so.2" ]; then
+        libdir=$priv
+        link="-Wl,--allow-shlib-undefined -Wl,--disable-new-dtags -Wl,--dynamic-linker=$priv/ld-linux-x86-64.so.2"
+    fi
+fi
 out=${FUZZ_OUT:-fuzz/build}
 mkdir -p "$out"
 $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -23,7 +35,7 @@ $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     src/image/fingerprint.c \
     src/image/interp_state.c src/importer/get_code_hook.c src/importer/find.c \
     src/importer/boot.c src/server/identity.c src/server/pages.c \
-    -L"$libdir" -Wl,-rpath,"$libdir" -lpython"$ver" -lm \
+    -L"$libdir" -Wl,-rpath,"$libdir" $link -lpython"$ver" -lm \
     -o "$out/fuzz_image"
 $PYTHON fuzz/make_seeds.py "$out/seeds"
 echo "built $out/fuzz_image; seeds in $out/seeds"

@@ -13,6 +13,13 @@ ROOT = os.path.dirname(HERE)
 SECONDS = int(os.environ.get("WARMSTART_FUZZ_SECONDS", "20"))
 
 
+# The embedded interpreter's own allocations live until exit.  Its home is
+# the test interpreter's: a relocated one (tools/unstable-python.sh) cannot
+# find it from the fuzzer's path or its compiled-in prefix.
+RUN_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0",
+               PYTHONHOME=sys.base_prefix)
+
+
 def test_fuzz_loader(tmp_path):
     if not shutil.which("clang"):
         pytest.skip("clang not installed")
@@ -34,7 +41,7 @@ def test_fuzz_loader(tmp_path):
         rerun = subprocess.run(
             [str(build / "fuzz_image"), "-detect_leaks=0", *regressions],
             capture_output=True, text=True, timeout=300,
-            env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+            env=RUN_ENV)
         assert rerun.returncode == 0, rerun.stderr[-4000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -43,7 +50,6 @@ def test_fuzz_loader(tmp_path):
          "-detect_leaks=0", "-rss_limit_mb=4096",
          f"-artifact_prefix={tmp_path}/", str(corpus), str(build / "seeds")],
         capture_output=True, text=True, timeout=SECONDS + 300,
-        # The embedded interpreter's own allocations live until exit.
-        env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        env=RUN_ENV)
     assert run.returncode == 0, run.stderr[-4000:]
     assert "Done" in run.stderr
