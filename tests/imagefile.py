@@ -14,7 +14,7 @@ PAGE = 4096
 
 # enum ws_ref_kind / ws_type / ws_const
 HEAP, ATOMREF, CONST, TYPE, FROZENSET = range(5)
-T_CODE, T_TUPLE = 1, 2
+T_CODE, T_TUPLE, T_SLICE = 1, 2, 8
 assert HEADER.size == 504 and MODULE.size == 112
 
 
@@ -116,7 +116,9 @@ class ImageFile:
             out.append((w, t))
             size = self.word(i, w + 2)
             if t == T_TUPLE:
-                w += 3 + size
+                w += TUPLE_ITEMS + size
+            elif t == T_SLICE:
+                w += 5
             else:
                 w += (CODE_ADAPTIVE_OFFSET + 2 * size + 7) // 8
         return out
@@ -128,3 +130,6 @@ class ImageFile:
 
 CODE_ADAPTIVE_OFFSET = _image.fingerprint()["layout"][
     "offsetof(PyCodeObject, co_code_adaptive)"]
+# Word of a tuple's first item (3.14 caches the hash in the word before).
+TUPLE_ITEMS = _image.fingerprint()["layout"][
+    "offsetof(PyTupleObject, ob_item)"] // 8

@@ -9,7 +9,8 @@ import pytest
 
 import warmstart
 from conftest import run_python
-from imagefile import ATOMREF, CONST, FROZENSET, HEAP, T_CODE, T_TUPLE, ImageFile
+from imagefile import (ATOMREF, CONST, FROZENSET, HEAP, T_CODE, T_TUPLE,
+                       TUPLE_ITEMS, ImageFile)
 
 # Runs every image in a directory; each module must either load and equal
 # the pristine image's code, or fail cleanly.  Prints one line per image
@@ -164,19 +165,19 @@ def tuple_after_code(objs):
 EDITS = {
     # A tuple item that points at the tuple itself: a cycle.
     "cycle": (lambda f, i, o: f.set_word(
-        i, first(o, T_TUPLE) + 3, f.segment_address(i) + 8 * first(o, T_TUPLE)),
+        i, first(o, T_TUPLE) + TUPLE_ITEMS, f.segment_address(i) + 8 * first(o, T_TUPLE)),
         "heap pointer"),
     # A pointer past the end of the segment (into another module).
     "escape": (lambda f, i, o: f.set_word(
-        i, first(o, T_TUPLE) + 3,
+        i, first(o, T_TUPLE) + TUPLE_ITEMS,
         f.segment_address(i) + f.module(i)["seg_size"] + 64), "heap pointer"),
     "atom number": (lambda f, i, o: f.set_word(
-        i, first(o, T_TUPLE) + 3, (10 ** 9 << 3) | ATOMREF), "atom number"),
+        i, first(o, T_TUPLE) + TUPLE_ITEMS, (10 ** 9 << 3) | ATOMREF), "atom number"),
     "constant number": (lambda f, i, o: f.set_word(
-        i, first(o, T_TUPLE) + 3, (0x7777 << 3) | CONST), "constant number"),
+        i, first(o, T_TUPLE) + TUPLE_ITEMS, (0x7777 << 3) | CONST), "constant number"),
     "bad tag": (lambda f, i, o: f.set_word(
-        i, first(o, T_TUPLE) + 3, (5 << 3) | 6), "tag"),
-    "unmarked": (lambda f, i, o: f.set_mark(i, first(o, T_TUPLE) + 3, False),
+        i, first(o, T_TUPLE) + TUPLE_ITEMS, (5 << 3) | 6), "tag"),
+    "unmarked": (lambda f, i, o: f.set_mark(i, first(o, T_TUPLE) + TUPLE_ITEMS, False),
                  "unmarked"),
     "extra mark": (lambda f, i, o: f.set_mark(i, first(o, T_CODE) + 6, True),
                    "relocation bitmap"),
@@ -189,7 +190,7 @@ EDITS = {
         i, first(o, T_CODE) + 3, f.word(i, first(o, T_CODE) + 14)),
         "wrong type"),
     "frozenset of non-tuple": (lambda f, i, o: f.set_word(
-        i, tuple_after_code(o) + 3,
+        i, tuple_after_code(o) + TUPLE_ITEMS,
         f.segment_address(i) + 8 * first(o, T_CODE) | FROZENSET),
         "non-object"),
     # A segment that ends inside the root code object's fixed part, or

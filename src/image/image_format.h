@@ -78,6 +78,9 @@ enum ws_type {
     WS_TYPE_INT,
     WS_TYPE_FLOAT,
     WS_TYPE_COMPLEX,
+    /* A constant slice (3.14+ compilers make them): GC head, header and
+       three references, like a 3-item tuple without ob_size. */
+    WS_TYPE_SLICE,
     WS_TYPE_COUNT
 };
 
@@ -98,12 +101,11 @@ enum ws_const {
     WS_CONST_CHAR_INTERNED = 0x200,
     /* One-byte bytes: base + byte. */
     WS_CONST_BYTE = 0x300,
-    /* Small ints -5..256: base + 5 + value. */
+    /* The small ints the runtime caches (WS_SMALL_INT_MIN to _MAX,
+       layout.h: -5..256, 3.15 -5..1024): base - WS_SMALL_INT_MIN + value. */
     WS_CONST_SMALL_INT = 0x400,
-    WS_CONST_END = WS_CONST_SMALL_INT + 5 + 257
 };
-#define WS_SMALL_INT_MIN (-5)
-#define WS_SMALL_INT_MAX 256
+#define WS_CONST_END (WS_CONST_SMALL_INT - WS_SMALL_INT_MIN + WS_SMALL_INT_MAX + 1)
 
 enum ws_section {
     WS_SEC_MODULES = 0,

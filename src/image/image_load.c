@@ -41,8 +41,9 @@
  *
  * A failure at any step marks the module as failed, with the reason; its
  * half-patched segment is never handed out, and the caller falls back.
- * Nothing is ever unmapped: the objects are immortal and may be referenced
- * from anywhere until the process exits.
+ * Nothing is ever unmapped: the objects are immortal (from 3.14 on, those
+ * a normal load makes mortal get a count no program brings to zero,
+ * layout.h) and may be referenced from anywhere until the process exits.
  */
 #include "image.h"
 
@@ -96,6 +97,7 @@ type_of(uint64_t code)
     case WS_TYPE_INT: return &PyLong_Type;
     case WS_TYPE_FLOAT: return &PyFloat_Type;
     case WS_TYPE_COMPLEX: return &PyComplex_Type;
+    case WS_TYPE_SLICE: return &PySlice_Type;
     default: return NULL;
     }
 }
@@ -566,8 +568,7 @@ ws_image_find(ws_image *img, const char *name, Py_ssize_t len)
 static const char *
 check_atom_object(unsigned char *p, uint64_t size, uint64_t type)
 {
-    Py_ssize_t refcnt = ((PyObject *)p)->ob_refcnt;
-    if (refcnt != WS_IMMORTAL_REFCNT) {
+    if (!ws_is_immortal_word(p)) {
         return "atom reference count";
     }
     switch (type) {
@@ -832,11 +833,20 @@ resolve_atom(ws_image *img, uint64_t i)
                has one, that one is used instead. */
             unsigned long long t0 = img->profile ? now_ns() : 0;
             PyUnicode_InternInPlace(&op);
+            if (op == (PyObject *)p) {
+                ws_str_interned_at_load(op);
+            }
             img->stats.interned++;
             if (img->profile) {
                 img->stats.ns_intern += now_ns() - t0;
             }
         }
+        else {
+            ws_set_mortal_at_load(op);
+        }
+    }
+    else {
+        ws_set_mortal_at_load(op);
     }
     img->atom_objs[i] = op;
     img->stats.atoms++;
@@ -964,7 +974,8 @@ fix_ref(segment *s, uint64_t obj, uint64_t at, uint64_t want)
         }
         uint64_t w = (addr - s->lo) / 8 + offsetof(PyObject, ob_type) / 8;
         PyTypeObject *t = (PyTypeObject *)(uintptr_t)s->words[w];
-        if (!is_marked(s, w) || (t != &PyTuple_Type && t != &PyCode_Type)
+        if (!is_marked(s, w) || (t != &PyTuple_Type && t != &PyCode_Type
+                                 && t != &PySlice_Type)
             || (kind == WS_REF_FROZENSET && t != &PyTuple_Type)) {
             return bad_image(s->img, "heap pointer to a non-object");
         }
@@ -1033,21 +1044,37 @@ fix_segment(segment *s, uint64_t root_word)
             /* A zeroed GC head, then a GC object. */
             w += gc_words;
             if (is_marked(s, w + type_word)
-                && s->words[w + type_word] == WS_TAGGED(WS_REF_TYPE,
-                                                        WS_TYPE_TUPLE)) {
-                t = WS_TYPE_TUPLE;
+                && (s->words[w + type_word]
+                    == WS_TAGGED(WS_REF_TYPE, WS_TYPE_TUPLE)
+                    || s->words[w + type_word]
+                       == WS_TAGGED(WS_REF_TYPE, WS_TYPE_SLICE))) {
+                t = s->words[w + type_word] >> WS_TAG_BITS;
             }
         }
-        if (t != WS_TYPE_TUPLE && t != WS_TYPE_CODE) {
+        if (t != WS_TYPE_TUPLE && t != WS_TYPE_CODE && t != WS_TYPE_SLICE) {
             return bad_image(s->img, "object header");
         }
-        if ((Py_ssize_t)s->words[w] != WS_IMMORTAL_REFCNT) {
+        if (!ws_is_immortal_word(&s->words[w])) {
             return bad_image(s->img, "object reference count");
         }
+        ws_set_mortal_at_load(&s->words[w]);
         s->marked++;            /* the type word */
         s->words[w + type_word] = (uint64_t)(uintptr_t)type_of(t);
-        Py_ssize_t n = ((PyVarObject *)&s->words[w])->ob_size;
         uint64_t room = s->nwords - w;
+        if (t == WS_TYPE_SLICE) {
+            const uint64_t size = sizeof(PySliceObject) / 8;
+            if (room < size) {
+                return bad_image(s->img, "slice size");
+            }
+            if (fix_ref(s, w, w + offsetof(PySliceObject, start) / 8, 0) < 0
+                || fix_ref(s, w, w + offsetof(PySliceObject, stop) / 8, 0) < 0
+                || fix_ref(s, w, w + offsetof(PySliceObject, step) / 8, 0) < 0) {
+                return -1;
+            }
+            w += size;
+            continue;
+        }
+        Py_ssize_t n = ((PyVarObject *)&s->words[w])->ob_size;
         if (t == WS_TYPE_TUPLE) {
             uint64_t head = offsetof(PyTupleObject, ob_item) / 8;
             if (n < 1 || room < head || (uint64_t)n > room - head) {
@@ -1058,6 +1085,7 @@ fix_segment(segment *s, uint64_t root_word)
                     return -1;
                 }
             }
+            ws_tuple_clear_hash(&s->words[w]);  /* whatever the file says */
             w += head + (uint64_t)n;
             continue;
         }

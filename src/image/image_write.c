@@ -128,8 +128,7 @@ put_word(writer *w, size_t off, uint64_t v)
 static int
 put_header(writer *w, size_t off, enum ws_type type)
 {
-    PyObject *o = (PyObject *)(w->heap.data + off);
-    o->ob_refcnt = WS_IMMORTAL_REFCNT;
+    ws_set_immortal(w->heap.data + off);
     return put_word(w, off + offsetof(PyObject, ob_type),
                     WS_TAGGED(WS_REF_TYPE, type));
 }
@@ -145,9 +144,8 @@ heap_ref(writer *w, size_t off)
 static void
 atom_header(unsigned char *copy, enum ws_type type)
 {
-    PyObject *o = (PyObject *)copy;
     uint64_t t = WS_TAGGED(WS_REF_TYPE, type);
-    o->ob_refcnt = WS_IMMORTAL_REFCNT;
+    ws_set_immortal(copy);
     memcpy(copy + offsetof(PyObject, ob_type), &t, sizeof t);
 }
 
@@ -335,6 +333,7 @@ emit_tuple_object(writer *w, PyObject *seq)
     }
     size_t obj = (size_t)gc + WS_GC_HEAD_SIZE;
     ((PyVarObject *)(w->heap.data + obj))->ob_size = n;
+    ws_tuple_clear_hash(w->heap.data + obj);
     if (put_header(w, obj, WS_TYPE_TUPLE) < 0) {
         goto done;
     }
@@ -358,6 +357,32 @@ emit_tuple(writer *w, PyObject *op)
     }
     Py_ssize_t off = emit_tuple_object(w, op);
     return off < 0 ? 0 : heap_ref(w, (size_t)off);
+}
+
+/* A constant slice: its three references, then the object, in the
+   segment after a zeroed GC head (slices are a GC type). */
+static uint64_t
+emit_slice(writer *w, PyObject *op)
+{
+    PySliceObject *sl = (PySliceObject *)op;
+    uint64_t start = emit(w, sl->start);
+    uint64_t stop = start ? emit(w, sl->stop) : 0;
+    uint64_t step = stop ? emit(w, sl->step) : 0;
+    if (step == 0) {
+        return 0;
+    }
+    Py_ssize_t gc = wbuf_zeros(&w->heap, WS_GC_HEAD_SIZE + sizeof(PySliceObject));
+    if (gc < 0) {
+        return 0;
+    }
+    size_t obj = (size_t)gc + WS_GC_HEAD_SIZE;
+    if (put_header(w, obj, WS_TYPE_SLICE) < 0
+        || put_word(w, obj + offsetof(PySliceObject, start), start) < 0
+        || put_word(w, obj + offsetof(PySliceObject, stop), stop) < 0
+        || put_word(w, obj + offsetof(PySliceObject, step), step) < 0) {
+        return 0;
+    }
+    return heap_ref(w, obj);
 }
 
 static uint64_t
@@ -458,6 +483,9 @@ emit_uncached(writer *w, PyObject *op)
     }
     if (PyComplex_CheckExact(op)) {
         return emit_plain(w, op, sizeof(PyComplexObject), WS_TYPE_COMPLEX);
+    }
+    if (Py_IS_TYPE(op, &PySlice_Type)) {
+        return emit_slice(w, op);
     }
     if (PyTuple_CheckExact(op)) {
         return emit_tuple(w, op);

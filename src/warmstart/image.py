@@ -114,7 +114,10 @@ def _walk_package_dir(root, prefix=""):
             if os.path.isfile(init):
                 yield prefix + name, init, True
                 yield from _walk_package_dir(entry.path, prefix + name + ".")
-        elif name.endswith(".py") and name != "__init__.py":
+        elif (name.endswith(".py") and name != "__init__.py"
+              and entry.is_file()):
+            # is_file: a dangling link (Debian's sitecustomize.py names a
+            # file in /etc) is no module to the import system either.
             stem = name[:-3]
             if stem.isidentifier():
                 yield prefix + stem, entry.path, False

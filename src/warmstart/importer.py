@@ -50,8 +50,13 @@ import sys
 # everything else activation does.
 from _frozen_importlib import ModuleSpec
 from _frozen_importlib_external import (ExtensionFileLoader, FileFinder,
-                                        PathFinder, SourceFileLoader,
-                                        _RAW_MAGIC_NUMBER)
+                                        PathFinder, SourceFileLoader)
+
+# The key of importlib.util.source_hash: the magic number's four bytes as
+# an int (_imp has it from 3.14 on; _bootstrap_external before).
+_RAW_MAGIC_NUMBER = getattr(_imp, "pyc_magic_number_token", None)
+if _RAW_MAGIC_NUMBER is None:
+    from _frozen_importlib_external import _RAW_MAGIC_NUMBER
 
 try:
     from . import _image
