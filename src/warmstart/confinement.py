@@ -18,6 +18,8 @@ what the client says.  docs/architecture.md lists the comparison.
 import errno
 import os
 
+from .fds import load_ctypes
+
 # What identity() returns, in order (src/server/identity.c).
 IDENTITY_FIELDS = (
     "uids, gids, groups, capabilities, no_new_privs or seccomp",
@@ -64,7 +66,7 @@ def prepare():
     """In the server, once: its own Snapshot."""
     global _libc
     try:
-        import ctypes
+        ctypes = load_ctypes()
         _libc = ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError):
         _libc = None

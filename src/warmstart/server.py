@@ -38,7 +38,7 @@ import threading
 import time
 
 from . import command, confinement, preload, privdir, protocol, worker
-from .fds import inheritable as inheritable_fds
+from .fds import inheritable as inheritable_fds, load_ctypes
 
 PENDING_SECONDS = 10            # a connection's time to send its request
 DEFAULT_IDLE = 600
@@ -753,7 +753,7 @@ class Watch:
             self.fd = None
 
     def _init_inotify(self, paths):
-        import ctypes
+        ctypes = load_ctypes()
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:

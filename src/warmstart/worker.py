@@ -317,12 +317,13 @@ def _exit_code(e):
         # As _Py_HandleSystemExit: taken as a C long; one that does not
         # fit is -1.
         if not -2 ** 63 <= code < 2 ** 63:
-            # Reported from 3.12 on, at threading shutdown from 3.13 (a
-            # program that imported threading gets a longer report there).
+            # Reported by 3.12 and 3.13 only, at threading shutdown on
+            # 3.13 (a program that imported threading gets a longer report
+            # there); 3.14 is silent again.
             msg = "OverflowError: Python int too large to convert to C long\n"
             if sys.version_info >= (3, 13):
                 msg = "Exception ignored on threading shutdown:\n" + msg
-            if sys.version_info >= (3, 12):
+            if (3, 12) <= sys.version_info < (3, 14):
                 try:
                     sys.stderr.write(msg)
                 except Exception:
