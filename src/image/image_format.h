@@ -44,8 +44,9 @@
 #define WS_MAGIC_UNFINISHED '!'
 /* Format history: 1 first; 2 atom blocks checked lazily; 3 the source's
    device and inode in each module entry (a symlink switch that keeps
-   size and mtime is a change). */
-#define WS_FORMAT_VERSION 3
+   size and mtime is a change); 4 slice objects in segments (3.14 makes
+   slice constants) and small-int constants up to the runtime's bound. */
+#define WS_FORMAT_VERSION 4
 #define WS_PAGE_SIZE 4096
 #define WS_ALIGN 8
 
