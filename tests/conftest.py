@@ -8,7 +8,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import warmstart  # noqa: E402
-from warmstart import image  # noqa: E402
+from warmstart import build, image  # noqa: E402
 
 
 def run_python(code, *args, env=None, timeout=900, check=True):
@@ -47,7 +47,8 @@ def small_image(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stdlib_image(tmp_path_factory):
-    """The whole standard library (tests included) and site-packages."""
+    """The whole standard library (tests included) and site-packages, with
+    a build record, so that the import tier can serve it."""
     path = tmp_path_factory.mktemp("img") / "stdlib.img"
     mods = list(image.stdlib_modules()) + list(image.site_modules())
     seen, unique = set(), []
@@ -55,5 +56,5 @@ def stdlib_image(tmp_path_factory):
         if m[0] not in seen:
             seen.add(m[0])
             unique.append(m)
-    summary = warmstart.build_image(path, unique)
+    summary = build.write(path, unique)
     return str(path), unique, summary

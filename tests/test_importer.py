@@ -50,7 +50,10 @@ FILES = {
         print("value", app.VALUE, app.DATA.strip(), app.circ_a.b())
         print("ns", ns.part.X, list(ns.__path__) == [ns.part.__file__.rsplit("/", 1)[0]])
         print("file", app.util.__file__.endswith("app/util.py"),
-              app.util.__cached__.endswith(".pyc"), app.__path__ == [app.__file__.rsplit("/", 1)[0]])
+              app.util.__spec__.cached.endswith(".pyc"), app.__path__ == [app.__file__.rsplit("/", 1)[0]])
+        # 3.15 no longer sets __cached__: present exactly when a normal import sets it.
+        print("cached", getattr(app.util, "__cached__", None) == app.util.__spec__.cached,
+              "__cached__" in vars(app.util), "__cached__" in vars(app))
         print("spec", app.util.__spec__.name, app.util.__spec__.parent,
               app.util.__spec__.has_location, app.__spec__.submodule_search_locations is not None)
         try:

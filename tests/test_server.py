@@ -756,13 +756,19 @@ def _warm_on_a_terminal(args, env, project):
     raise AssertionError("no server for the terminal")
 
 
+def _plain_text(out):
+    """Terminal output without escape sequences and carriage returns:
+    3.15's pdb draws its prompt and echo through pyrepl, in colour."""
+    return re.sub(rb"\x1b(\[[0-9;?]*[A-Za-z@]|[=>])", b"", out).replace(b"\r", b"")
+
+
 def test_pdb_pager_and_curses_on_a_terminal(env, project):
     prog = project / "inter.py"
     prog.write_text(INTERACTIVE)
     env = dict(env, TERM="xterm")
     server = _warm_on_a_terminal([str(prog), "quick"], env, project)
     for what, keys, expect in [
-            ("pdb", [b"p x\n", b"c\n"], [b"(Pdb) p x\r\n41", b"after 41"]),
+            ("pdb", [b"p x\n", b"c\n"], [b"(Pdb) p x\n41", b"after 41"]),
             ("pager", [b" ", b"q"], [b"line 30", b"pager done"]),
             ("curses", [b"z"], [b"curses ok", b"key z"])]:
         def drive(fd, pid):
@@ -774,6 +780,7 @@ def test_pdb_pager_and_curses_on_a_terminal(env, project):
             return os.waitstatus_to_exitcode(status), out
         rc, out = _pty_run([str(prog), what], env, str(project), drive)
         assert rc == 0, (what, out)
+        out = _plain_text(out)
         for e in expect:
             assert e in out, (what, out)
         assert f"parent {server}".encode() in out, (what, out)

@@ -45,7 +45,8 @@ def memcheck(arg):
     env = dict(os.environ, PYTHONMALLOC="malloc", PYTHONPATH=HERE)
     p = subprocess.run(
         ["valgrind", "--leak-check=no", "--error-limit=no",
-         "--num-callers=40", sys.executable, "-c", CHILD, arg],
+         "--num-callers=40",
+         "--suppressions=" + os.path.join(HERE, "valgrind.supp"), sys.executable, "-c", CHILD, arg],
         capture_output=True, text=True, env=env, timeout=1200)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-5000:]
     (errors,) = re.findall(r"ERROR SUMMARY: (\d+) errors", p.stderr)

@@ -54,6 +54,7 @@ root_ok() {
     [ -f "$1/.complete" ] && [ -x "$1/usr/bin/python$ver" ] || return 1
     [ -e "$1/usr/lib/python$ver/test/test_json" ] || return 1
     [ -d "$1/usr/lib/debug/.build-id" ] || return 1    # libc6-dbg
+    [ "$(ls "$1"/usr/lib/*-linux-gnu/.debug 2>/dev/null | wc -l)" -ge 2 ] || return 1
     [ "$(sed -n 's/^root=//p' "$1/.complete")" = "$1" ] || return 1
     "$1/usr/bin/python$ver" -I -c "$CHECK_IMPORTS
 import sys
@@ -227,17 +228,20 @@ tpy() {
 }
 
 # valgrind must read the private loader's symbols (it redirects strlen
-# there); it looks for the file .gnu_debuglink names in a .debug directory
-# beside the loader, not in the root's usr/lib/debug.
-ldid=$(readelf -n "$tmp/$libdir/${ldso##*/}" 2>/dev/null \
-       | sed -n 's/.*Build ID: *//p')
-lddbg=$tmp/usr/lib/debug/.build-id/$(printf %.2s "$ldid")/${ldid#??}.debug
-if [ -n "$ldid" ] && [ -f "$lddbg" ]; then
-    mkdir -p "$tmp/$libdir/.debug"
-    cp "$lddbg" "$tmp/$libdir/.debug/"
-else
-    say "python$ver: no symbols for the private loader; valgrind will not run"
-fi
+# there) and libc's (its reports and tests/valgrind.supp name libc's
+# vectorised functions); it looks for the file .gnu_debuglink names in a
+# .debug directory beside the library, not in the root's usr/lib/debug.
+for lib in "${ldso##*/}" libc.so.6; do
+    id=$(readelf -n "$tmp/$libdir/$lib" 2>/dev/null \
+         | sed -n 's/.*Build ID: *//p')
+    dbg=$tmp/usr/lib/debug/.build-id/$(printf %.2s "$id")/${id#??}.debug
+    if [ -n "$id" ] && [ -f "$dbg" ]; then
+        mkdir -p "$tmp/$libdir/.debug"
+        cp "$dbg" "$tmp/$libdir/.debug/"
+    else
+        say "python$ver: no symbols for $lib; valgrind will not run"
+    fi
+done
 
 # Debian-isms.  pyconfig.h is a multiarch wrapper that includes
 # <TRIPLET/pythonX.Y/pyconfig.h>, found only with -I ROOT/usr/include, which

@@ -294,8 +294,11 @@ def _run_program(cmd, template):
             path = os.path.abspath(os.fsdecode(cmd.value))
             with io.open_code(path) as f:
                 source = f.read()
-            main = _new_main(template, __file__=path, __cached__=None,
-                             __loader__=SourceFileLoader("__main__", path))
+            attrs = dict(__file__=path,
+                         __loader__=SourceFileLoader("__main__", path))
+            if sys.version_info < (3, 15):
+                attrs["__cached__"] = None    # 3.15's pymain sets none
+            main = _new_main(template, **attrs)
             exec(compile(source, path, "exec"), main.__dict__)
     except SystemExit as e:
         return EXITED, _exit_code(e)
