@@ -636,3 +636,43 @@ def test_shadowing_module_created_at_run_time(tmp_path):
     # other was served without a path search: the app directory was
     # trusted until mod.py appeared in it; mod was not served.
     assert (out / "probe").read_text() == "True False False\n"
+
+
+MULTIPROC = """\
+import multiprocessing as mp, os, sys
+
+
+def work(n):
+    return n * n, os.environ.get("MP_TAG"), sys.argv[1:]
+
+
+if __name__ == "__main__":
+    method = sys.argv[1]
+    ctx = mp.get_context(None if method == "default" else method)
+    with ctx.Pool(2) as pool:
+        print(method, ctx.get_start_method(), pool.map(work, range(4)))
+    q = ctx.Queue()
+    p = ctx.Process(target=q.put, args=(("child", sys.argv[2]),))
+    p.start()
+    print(q.get(timeout=60))
+    p.join()
+    print("exit", p.exitcode, os.getppid())
+"""
+
+
+@pytest.mark.parametrize("method", ["default", "fork", "spawn", "forkserver"])
+def test_multiprocessing_as_a_direct_run(env, tmp_path, method):
+    """A served program's pools and processes (3.14 made forkserver the
+    default on Linux; spawn and forkserver start new interpreters that
+    re-import __main__ by path) give what a direct run gives."""
+    prog = tmp_path / "mp.py"
+    prog.write_text(MULTIPROC)
+    e = dict(env, MP_TAG="tag-1")
+    server = warm([str(prog), method, "warm"], e, str(tmp_path))
+    r = launch([str(prog), method, "second"], e, str(tmp_path))
+    d = direct([str(prog), method, "second"], e, str(tmp_path))
+    assert r.returncode == d.returncode == 0, (r.stderr, d.stderr)
+    assert r.stderr == d.stderr
+    assert r.stdout.splitlines()[:-1] == d.stdout.splitlines()[:-1]
+    assert r.stdout.splitlines()[-1] == f"exit 0 {server}"
+    assert "tag-1" in r.stdout and "'second'" in r.stdout
