@@ -17,6 +17,11 @@ therefore fixed for the server's life, so the server must know it:
 * The working directory.  Whether the imports asked for it (os.getcwd,
   os.getcwdb, and so os.path.abspath of a relative name and Path.cwd) is
   noted; then a launch from another directory is not served.
+* Output.  What the imports write to stdout or stderr (a module that
+  prints, a warning shown at import) would go to the server's log, not
+  to a launch, and a launch could not replay it in its place among the
+  program's own output: a server whose imports wrote anything is not
+  started (every launch runs directly).
 """
 import os
 import signal
@@ -33,7 +38,9 @@ class Observed:
         self.size = size            # (columns, lines) or None
         self.read = set()           # names (bytes) read, or contains ALL
         self.cwd_read = False
+        self.output = b""           # what fds 1 and 2 received (a prefix)
         self._saved = []
+        self._sinks = []            # (fd, saved, memfd) for fds 1-2 off a tty
 
     def __enter__(self):
         self._classes = (type(os.environ), type(os.environb))
@@ -51,6 +58,12 @@ class Observed:
             if want:
                 self._saved.append((fd, os.dup(fd), *_terminal_on(fd,
                                                                   self.size)))
+            elif fd in (1, 2):
+                # A file, not a pipe: a module writing much must not block.
+                sink = os.memfd_create("warmstart-preload-output",
+                                       os.MFD_CLOEXEC)
+                self._sinks.append((fd, os.dup(fd), sink))
+                os.dup2(sink, fd)
         # A module writing more at import than a pseudo-terminal holds
         # would block the preload: a server that hangs dies instead.
         self._alarm = (self._saved
@@ -68,10 +81,18 @@ class Observed:
             except Exception:
                 pass
         for fd, saved, master, slave in self._saved:
+            if fd in (1, 2):
+                self.output += _drain(master)
             os.dup2(saved, fd)
             for d in (saved, master, slave):
                 os.close(d)
         self._saved = []
+        for fd, saved, sink in self._sinks:
+            self.output += os.pread(sink, 200, 0)
+            os.dup2(saved, fd)
+            os.close(saved)
+            os.close(sink)
+        self._sinks = []
         os.environ.__class__, os.environb.__class__ = self._classes
         os.getcwd, os.getcwdb = self._getcwd
 
@@ -93,6 +114,20 @@ def _recording(cls, sink):
     Recording.__name__ = cls.__name__
     Recording.__qualname__ = cls.__qualname__
     return Recording
+
+
+def _drain(master):
+    """What is waiting on a pseudo-terminal's master side (non-blocking)."""
+    out = b""
+    while len(out) < 200:
+        try:
+            chunk = os.read(master, 200)
+        except (BlockingIOError, OSError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def _terminal_on(fd, size):

@@ -178,6 +178,10 @@ class Server:
                     importlib.import_module(name)
                 except BaseException as e:  # noqa: the program's business
                     failed[name] = repr(e)
+        if seen.output:
+            sys.argv[:] = saved_argv
+            self.refuse(f"the imports write output, which a launch would "
+                        f"not show: {seen.output[:60]!r}")
         self.env_read = seen.names()
         self.cwd_read = seen.cwd_read
         self.start_env = env
