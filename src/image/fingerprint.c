@@ -2,6 +2,7 @@
 #include "image.h"
 
 #include <string.h>
+#include <stdio.h>
 
 static const char *const layout_names[] = {
 #if WS_SUPPORTED
@@ -55,6 +56,25 @@ ws_fingerprint_fill(struct ws_fingerprint *fp)
 #endif
 }
 
+/* A PY_VERSION_HEX as people write it: 3.12.1, 3.15.0b2. */
+static void
+format_version(char *buf, size_t size, uint32_t hex)
+{
+    unsigned level = (hex >> 4) & 0xf, serial = hex & 0xf;
+    const char *tag = level == 0xa ? "a" : level == 0xb ? "b"
+                      : level == 0xc ? "rc" : "";
+    if (*tag) {
+        snprintf(buf, size, "%u.%u.%u%s%u", (unsigned)(hex >> 24),
+                 (unsigned)((hex >> 16) & 0xff),
+                 (unsigned)((hex >> 8) & 0xff), tag, serial);
+    }
+    else {
+        snprintf(buf, size, "%u.%u.%u", (unsigned)(hex >> 24),
+                 (unsigned)((hex >> 16) & 0xff),
+                 (unsigned)((hex >> 8) & 0xff));
+    }
+}
+
 PyObject *
 ws_fingerprint_mismatch(const struct ws_fingerprint *theirs)
 {
@@ -62,9 +82,10 @@ ws_fingerprint_mismatch(const struct ws_fingerprint *theirs)
     ws_fingerprint_fill(&ours);
     if (theirs->hexversion != ours.hexversion
         || theirs->runtime_hexversion != ours.runtime_hexversion) {
-        return PyUnicode_FromFormat("Python version %x, this is %x",
-                                    theirs->runtime_hexversion,
-                                    ours.runtime_hexversion);
+        char t[32], o[32];
+        format_version(t, sizeof t, theirs->runtime_hexversion);
+        format_version(o, sizeof o, ours.runtime_hexversion);
+        return PyUnicode_FromFormat("Python %s, this is %s", t, o);
     }
     if (theirs->pyc_magic != ours.pyc_magic) {
         return PyUnicode_FromFormat("bytecode magic %x, this is %x",

@@ -21,6 +21,41 @@ import sys
 import tempfile
 import time
 
+from . import __version__
+
+
+def _fail(what, message, status=1):
+    """One line on stderr and the exit status: the CLI's only error form."""
+    print(f"warmstart {what}: {message}", file=sys.stderr)
+    return status
+
+
+def _output_problem(path):
+    """Why *path* cannot be written as a new file, or None.  Checked before
+    any work, so that a long build or profile is not lost at the end; the
+    directory is never created."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        return f"cannot write {path}: it is a directory"
+    if not os.path.isdir(parent):
+        return f"cannot write {path}: no directory {parent}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write {path}: directory {parent} is not writable"
+    return None
+
+
+def _program_problem(command):
+    """(message, status) when command[0] cannot be run, as a shell says
+    it (127 not found, 126 not executable), or None."""
+    name = command[0]
+    exe = shutil.which(name) if os.sep not in name else name
+    if exe is None or not os.path.exists(exe):
+        return f"command not found: {name}", 127
+    if os.path.isdir(exe) or not os.access(exe, os.X_OK):
+        return f"cannot run {name}: not an executable file", 126
+    return None
+
 
 def _print_summary(summary, other=()):
     print(f"warmstart: wrote {summary['modules']} modules, "
@@ -37,6 +72,9 @@ def _print_summary(summary, other=()):
 def cmd_build(args):
     from . import build, image
     out = os.path.abspath(args.output)
+    problem = _output_problem(out)
+    if problem:
+        return _fail("build", problem)
     progress = build.progress_bar if sys.stderr.isatty() else None
     if args.stdlib or args.modules:
         mods, skipped = [], []
@@ -45,6 +83,11 @@ def cmd_build(args):
         if args.modules:
             found, skipped = build.modules_from_names(
                 [m for m in args.modules.split(",") if m])
+            missing = [f"{n} ({why})" for n, why in skipped
+                       if why == "not found" or why.startswith(
+                           ("ModuleNotFoundError", "ImportError"))]
+            if missing:
+                return _fail("build", "no such module: " + ", ".join(missing))
             mods += found
         seen = set()
         mods = [m for m in mods if not (m[0] in seen or seen.add(m[0]))]
@@ -57,9 +100,11 @@ def cmd_build(args):
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("warmstart build: give --stdlib, --modules or a command "
-              "after --", file=sys.stderr)
-        return 2
+        return _fail("build", "give --stdlib, --modules or a command "
+                     "after --", 2)
+    problem = _program_problem(command)
+    if problem:
+        return _fail("build", *problem)
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report")
         env = dict(os.environ, WARMSTART_RECORD=out, WARMSTART_REPORT=report)
@@ -79,10 +124,8 @@ def cmd_build(args):
             except FileNotFoundError:
                 pass
         if not os.path.exists(report):
-            print("warmstart build: the command's interpreter did not record "
-                  "its imports (is warmstart installed for it?)",
-                  file=sys.stderr)
-            return 1
+            return _fail("build", "the command's interpreter did not record "
+                         "its imports (is warmstart installed for it?)")
         with open(report, "rb") as f:
             data = marshal.load(f)
     _print_summary(data["summary"], data["other"])
@@ -128,9 +171,17 @@ def cmd_info(args):
 
 def cmd_run(args):
     command = _command(args, "run")
+    if not os.path.isfile(args.image):
+        return _fail("run", f"no image file {args.image}")
+    problem = _program_problem(command)
+    if problem:
+        return _fail("run", *problem)
     env = dict(os.environ, WARMSTART_IMAGE=os.path.abspath(args.image))
-    exe = shutil.which(command[0]) or command[0]
-    os.execve(exe, command, env)
+    exe = shutil.which(command[0]) if os.sep not in command[0] else command[0]
+    try:
+        os.execve(exe, command, env)
+    except OSError as e:
+        return _fail("run", f"cannot run {command[0]}: {e.strerror}", 126)
 
 
 def client_path():
@@ -162,6 +213,12 @@ def cmd_shim(args):
     server: a two-line sh script (dash starts in about a millisecond)."""
     import shlex
     command = _command(args, "shim")
+    problem = _output_problem(args.output)
+    if problem:
+        return _fail("shim", problem)
+    problem = _program_problem(command)
+    if problem:
+        return _fail("shim", *problem)
     exe = shutil.which(command[0]) or command[0]
     words = [client_path()]
     if args.preload:
@@ -182,6 +239,11 @@ def cmd_server(args):
     from . import server
     found = server.servers()
     if args.keys:
+        known = {os.path.basename(s[0]) for s in found}
+        unknown = [k for k in args.keys if k not in known]
+        if unknown:
+            return _fail("server", "no server " + ", ".join(unknown)
+                         + " (warmstart server status lists them)")
         found = [s for s in found if os.path.basename(s[0]) in args.keys]
     if args.action == "status":
         if not found:
@@ -223,37 +285,96 @@ def cmd_server(args):
     return 0
 
 
+def _sub(sub, name, summary, description, examples):
+    """A subcommand whose --help has a description and two examples."""
+    return sub.add_parser(
+        name, help=summary, description=description,
+        epilog="examples:\n" + "\n".join("  " + e for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="warmstart", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="write an image")
-    b.add_argument("-o", "--output", required=True)
-    b.add_argument("--modules", help="comma-separated module names")
+    ap = argparse.ArgumentParser(
+        prog="warmstart", description="CPython that starts warm: code "
+        "images, an import path served from them, warm servers, and a "
+        "start-up profiler.",
+        epilog="examples:\n  warmstart build -o app.img -- python -m mytool"
+        "\n  warmstart-exec -- python -m mytool   (the fast form)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version",
+                    version=f"warmstart {__version__} (Python "
+                    f"{sys.version.split()[0]})")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    b = _sub(sub, "build", "write an image",
+             "Write a code image: of what a command imports (recorded from "
+             "one real run), of named modules, or of the standard library.",
+             ["warmstart build -o app.img -- python -m mytool --help",
+              "warmstart build -o json.img --modules json,email.parser"])
+    b.add_argument("-o", "--output", required=True, metavar="IMAGE",
+                   help="the image file to write (its directory must exist)")
+    b.add_argument("--modules", metavar="NAMES",
+                   help="comma-separated module names to image")
     b.add_argument("--stdlib", action="store_true",
                    help="the whole standard library")
     b.add_argument("command", nargs=argparse.REMAINDER,
                    help="-- python ...: record what this command imports")
-    i = sub.add_parser("info", help="what is in an image, and does it fit")
-    i.add_argument("image")
-    i.add_argument("-v", "--verbose", action="store_true")
-    r = sub.add_parser("run", help="run a command with an image active")
-    r.add_argument("image")
-    r.add_argument("command", nargs=argparse.REMAINDER)
-    e = sub.add_parser("exec", help="run a command through its warm server")
-    e.add_argument("--preload", help="comma-separated modules to preload "
-                   "besides those the command imports")
-    e.add_argument("command", nargs=argparse.REMAINDER)
-    s = sub.add_parser("server", help="list, stop or restart warm servers")
-    s.add_argument("action", choices=["status", "stop", "restart"])
-    s.add_argument("keys", nargs="*", help="servers to act on (default: all)")
-    h = sub.add_parser("shim", help="write an executable that launches a "
-                       "command through its warm server")
-    h.add_argument("-o", "--output", required=True)
-    h.add_argument("--preload")
-    h.add_argument("command", nargs=argparse.REMAINDER)
-    sub.add_parser("client-path", help="print the native client's path")
-    pr = sub.add_parser("profile", help="where a program's start-up time "
-                        "goes, and what each tier would save")
+    i = _sub(sub, "info", "what is in an image, and does it fit",
+             "Say whether an image fits this interpreter, what it holds and "
+             "the sys.path it was built with.",
+             ["warmstart info app.img", "warmstart info -v app.img"])
+    i.add_argument("image", help="the image file")
+    i.add_argument("-v", "--verbose", action="store_true",
+                   help="also list every module with its size and origin")
+    r = _sub(sub, "run", "run a command with an image active",
+             "Run a command with WARMSTART_IMAGE set: its imports are served "
+             "from the image where the image holds the same file.",
+             ["warmstart run app.img -- python -m mytool",
+              "warmstart run app.img -- mytool --help"])
+    r.add_argument("image", help="the image file")
+    r.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- the command and its arguments")
+    e = _sub(sub, "exec", "run a command through its warm server",
+             "Hand the command to the native client, warmstart-exec, which "
+             "runs it through a warm server (started by the first run). "
+             "Where speed counts, run warmstart-exec itself: this form "
+             "starts a Python first.",
+             ["warmstart exec -- python -m mytool",
+              "warmstart exec --preload numpy -- python script.py"])
+    e.add_argument("--preload", metavar="MODULES",
+                   help="comma-separated modules to preload besides those "
+                   "the command imports")
+    e.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- the command and its arguments")
+    s = _sub(sub, "server", "list, stop or restart warm servers",
+             "Show the warm servers of this user (state, pid, memory, why "
+             "one was refused), or stop or restart them.",
+             ["warmstart server status", "warmstart server stop 1a2b3c4d5e6f7a8b"])
+    s.add_argument("action", choices=["status", "stop", "restart"],
+                   help="status, stop or restart")
+    s.add_argument("keys", nargs="*",
+                   help="servers to act on, by key (default: all)")
+    h = _sub(sub, "shim", "write an executable that launches a command "
+             "through its warm server",
+             "Write a small sh script that runs the command through "
+             "warmstart-exec, to put on PATH in place of the command.",
+             ["warmstart shim -o ~/bin/black -- /venv/bin/python /venv/bin/black",
+              "warmstart shim -o ~/bin/mytool --preload yaml -- python -m mytool"])
+    h.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the script to write (its directory must exist)")
+    h.add_argument("--preload", metavar="MODULES",
+                   help="comma-separated modules to preload")
+    h.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- the command and its arguments")
+    _sub(sub, "client-path", "print the native client's path",
+         "Print the path of warmstart-exec, the native client.",
+         ["warmstart client-path", '"$(warmstart client-path)" -- python -c pass'])
+    pr = _sub(sub, "profile", "where a program's start-up time goes, and "
+              "what each tier would save",
+              "Run the command once and report each import's find, load and "
+              "execute time, who imported it, and what an image or a warm "
+              "server would save. The report goes to stderr.",
+              ["warmstart profile -- python -m mytool --help",
+               "warmstart profile --html report.html --budget 150ms -- mytool"])
     pr.add_argument("--json", metavar="FILE", help="write the profile as JSON")
     pr.add_argument("--html", metavar="FILE",
                     help="write an interactive, self-contained HTML page")
@@ -262,12 +383,21 @@ def main(argv=None):
                     "(e.g. 150ms)")
     pr.add_argument("--top", type=int, default=10,
                     help="rows per table (default 10)")
-    pr.add_argument("command", nargs=argparse.REMAINDER)
+    pr.add_argument("command", nargs=argparse.REMAINDER,
+                    help="-- the command and its arguments")
     args = ap.parse_args(argv)
+    if args.cmd is None:
+        ap.print_help()
+        return 2
     if args.cmd == "client-path":
         print(client_path())
         return 0
     if args.cmd == "profile":
+        # Checked before the run, not after the report.
+        for out in (args.json, args.html):
+            problem = out and _output_problem(out)
+            if problem:
+                return _fail("profile", problem)
         from . import profiler
         return profiler.main(args, _command(args, "profile"))
     return {"build": cmd_build, "info": cmd_info, "run": cmd_run,

@@ -74,6 +74,10 @@ def main():
     elif not image and env.get("WARMSTART") == "auto":
         from . import auto
         auto.start(entry_point(), list(sys.path))
+    elif env.get("WARMSTART") not in (None, "", "auto", "0"):
+        sys.stderr.write(f"warmstart: ignoring WARMSTART="
+                         f"{env['WARMSTART']!r}: the only mode is "
+                         f"WARMSTART=auto\n")
     if serve:
         # warmstart-exec found no server for this command: this run
         # records what it imports and starts one at exit (server.py).

@@ -25,8 +25,8 @@ def write(out, modules, sys_path=None, cwd=None, pkg_paths=None,
                      for name, origin, is_package in modules if is_package}
     meta = record.build(modules, sys_path, cwd, pkg_paths, from_run,
                         extensions)
-    # Images are written to a temporary file and renamed into place.
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    # Images are written to a temporary file and renamed into place; the
+    # directory must exist (the CLI says so before any work).
     return image.build_image(out, modules, optimize=optimize,
                              progress=progress, meta=marshal.dumps(meta))
 

@@ -1,0 +1,128 @@
+"""The command line: every error is one line on stderr with the right
+exit status, checked before any work; help and version say what they
+should (issue 15)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+PY = sys.executable
+
+
+def cli(*args, cwd=None, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+    e.update(env or {})
+    return subprocess.run([PY, "-m", "warmstart", *args], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(p, status, start):
+    assert p.returncode == status, (p.returncode, p.stderr)
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(start), p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+@pytest.fixture
+def img(tmp_path):
+    path = tmp_path / "j.img"
+    p = cli("build", "-o", str(path), "--modules", "json")
+    assert p.returncode == 0, p.stderr
+    return path
+
+
+def test_build_of_a_missing_command(tmp_path):
+    p = cli("build", "-o", str(tmp_path / "x.img"), "--", "nosuchcmd-ws")
+    one_line_error(p, 127, "warmstart build: command not found: nosuchcmd-ws")
+    assert not (tmp_path / "x.img").exists()
+
+
+@pytest.mark.parametrize("what", ["build", "shim"])
+def test_output_into_a_missing_directory(tmp_path, what):
+    out = tmp_path / "no" / "such" / "out"
+    args = ["--stdlib"] if what == "build" else ["--", PY]
+    p = cli(what, "-o", str(out), *args)
+    one_line_error(p, 1, f"warmstart {what}: cannot write {out}: no directory")
+    assert not (tmp_path / "no").exists()       # not created by surprise
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_output_into_a_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    p = cli("build", "-o", str(ro / "x.img"), "--stdlib")
+    one_line_error(p, 1, "warmstart build: cannot write")
+    assert "not writable" in p.stderr
+
+
+def test_build_of_a_missing_module(tmp_path):
+    p = cli("build", "-o", str(tmp_path / "x.img"), "--modules",
+            "json,nosuchmodule_ws")
+    one_line_error(p, 1, "warmstart build: no such module: nosuchmodule_ws")
+    assert not (tmp_path / "x.img").exists()
+
+
+def test_run_errors(tmp_path, img):
+    p = cli("run", str(img), "--", "nosuchcmd-ws")
+    one_line_error(p, 127, "warmstart run: command not found: nosuchcmd-ws")
+    p = cli("run", str(tmp_path / "none.img"), "--", PY, "-c", "pass")
+    one_line_error(p, 1, "warmstart run: no image file")
+    notexec = tmp_path / "plain.txt"
+    notexec.write_text("x")
+    p = cli("run", str(img), "--", str(notexec))
+    one_line_error(p, 126, "warmstart run: cannot run")
+
+
+def test_run_works(img):
+    p = cli("run", str(img), "--", PY, "-c", "import json; print(json.dumps(7))")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "7\n", "")
+
+
+def test_profile_output_checked_before_the_run(tmp_path):
+    marker = tmp_path / "ran"
+    p = cli("profile", "--html", "/nonexistent-ws/x.html", "--", PY, "-c",
+            f"open({str(marker)!r}, 'w')")
+    one_line_error(p, 1, "warmstart profile: cannot write /nonexistent-ws/x.html")
+    assert not marker.exists()                  # nothing ran, nothing printed
+
+
+def test_server_stop_of_an_unknown_key(tmp_path):
+    p = cli("server", "stop", "0123456789abcdef",
+            env={"WARMSTART_SERVER_DIR": str(tmp_path / "servers")})
+    one_line_error(p, 1, "warmstart server: no server 0123456789abcdef")
+
+
+def test_version_and_bare():
+    p = cli("--version")
+    assert p.returncode == 0 and p.stdout.startswith("warmstart ")
+    assert sys.version.split()[0] in p.stdout
+    p = cli()
+    assert p.returncode == 2 and p.stdout.startswith("usage: warmstart")
+    assert "arguments are required" not in p.stderr
+    for cmd in ("build", "profile", "exec"):
+        assert cmd in p.stdout
+
+
+@pytest.mark.parametrize("cmd", ["build", "info", "run", "exec", "server",
+                                 "shim", "client-path", "profile"])
+def test_every_command_explains_itself(cmd):
+    p = cli(cmd, "--help")
+    assert p.returncode == 0
+    head, _, examples = p.stdout.partition("\nexamples:\n")
+    assert len([x for x in examples.splitlines() if x.strip()]) == 2, p.stdout
+    # A description paragraph, and every option described.
+    assert len(head.split("\n\n")) >= 3, p.stdout
+    for line in head.splitlines():
+        s = line.strip()
+        if s.startswith("-") and not s.startswith("-h"):
+            assert "  " in s or line.startswith("        "), (cmd, line)
+
+
+@pytest.mark.parametrize("value", ["1", "bogus"])
+def test_warmstart_variable_other_than_auto_warns(value):
+    p = subprocess.run([PY, "-c", "print('ran')"], capture_output=True,
+                       text=True, env=dict(os.environ, WARMSTART=value))
+    assert p.stdout == "ran\n"
+    assert p.stderr == (f"warmstart: ignoring WARMSTART={value!r}: the only "
+                        "mode is WARMSTART=auto\n")
