@@ -549,10 +549,9 @@ def test_real_programs(tmp_path):
 def test_build_modules_and_info(tmp_path):
     img = tmp_path / "m.img"
     p = subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
-                        str(img), "--modules", "json,email.parser,nosuchmod"],
+                        str(img), "--modules", "json,email.parser"],
                        capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert "skipped nosuchmod: not found" in p.stdout
+    assert p.returncode == 0, p.stderr      # a missing one: test_cli.py
     i = subprocess.run([sys.executable, "-m", "warmstart", "info", "-v",
                         str(img)], capture_output=True, text=True)
     assert "fits this interpreter: yes" in i.stdout
