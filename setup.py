@@ -9,6 +9,7 @@ import shlex
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from distutils.command.build_scripts import build_scripts  # setuptools provides distutils
 
 
 # The start-up hook, 00-warmstart.pth.  site executes a .pth line that
@@ -65,9 +66,31 @@ class build_py_with_pth(build_py):
             f.write(pth_line())
 
 
+# The client again, as a script of the distribution: pip puts it in the
+# environment's bin/, so that `warmstart-exec` is on PATH in an activated
+# venv.  A wheel's scripts may be binaries; build_scripts (which runs
+# after build_ext) would read it as Python: build_binary_scripts copies.
+CLIENT_SCRIPT = os.path.join("build", "client-script", "warmstart-exec")
+
+
+class build_binary_scripts(build_scripts):
+    """Copy the scripts (one ELF executable) as they are."""
+
+    def copy_scripts(self):
+        self.mkpath(self.build_dir)
+        outfiles = []
+        for script in self.scripts:
+            out = os.path.join(self.build_dir, os.path.basename(script))
+            self.copy_file(script, out)
+            os.chmod(out, 0o755)
+            outfiles.append(out)
+        return outfiles, outfiles
+
+
 class build_ext_and_client(build_ext):
     """Also build warmstart-exec, the native client of the warm server
-    (src/client/), into the package: no Python starts in it."""
+    (src/client/), into the package (client-path finds it there) and as
+    a script: no Python starts in it."""
 
     def run(self):
         super().run()
@@ -84,6 +107,8 @@ class build_ext_and_client(build_ext):
         self.mkpath(out)
         self.compiler.link_executable(
             objects, "warmstart-exec", output_dir=out, extra_postargs=link)
+        self.mkpath(os.path.dirname(CLIENT_SCRIPT))
+        self.copy_file(os.path.join(out, "warmstart-exec"), CLIENT_SCRIPT)
 
 
 extra = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
@@ -123,5 +148,7 @@ image = Extension(
     extra_link_args=link,
 )
 
-setup(ext_modules=[image], cmdclass={"build_py": build_py_with_pth,
-                                     "build_ext": build_ext_and_client})
+setup(ext_modules=[image], scripts=[CLIENT_SCRIPT],
+      cmdclass={"build_py": build_py_with_pth,
+                "build_scripts": build_binary_scripts,
+                "build_ext": build_ext_and_client})

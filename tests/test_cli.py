@@ -130,3 +130,31 @@ def test_warmstart_variable_other_than_auto_warns(value):
     assert p.stdout == "ran\n"
     assert p.stderr == (f"warmstart: ignoring WARMSTART={value!r}: the only "
                         "mode is WARMSTART=auto\n")
+
+
+def test_native_client_is_on_the_environments_path():
+    """pip install puts warmstart-exec in the environment's bin/, next to
+    python, and client-path still names the package's copy."""
+    exe = os.path.join(os.path.dirname(PY), "warmstart-exec")
+    assert os.access(exe, os.X_OK)
+    with open(exe, "rb") as f:
+        assert f.read(4) == b"\x7fELF"          # the binary, not a wrapper
+    p = subprocess.run([exe, "--", PY, "-c", "print('via bin')"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, WARMSTART_SERVER_DIR="/nonexistent-ws/x"))
+    assert p.stdout == "via bin\n", p.stderr
+    assert os.access(cli("client-path").stdout.strip(), os.X_OK)
+
+
+def test_exec_hands_over_before_importing_the_cli(tmp_path):
+    """warmstart exec -- ... imports nothing of the CLI's before it execs
+    the native client (its own Python start is already the cost)."""
+    p = subprocess.run([PY, "-X", "importtime", "-m", "warmstart", "exec",
+                        "--", PY, "-c", "print('ran')"], capture_output=True,
+                       text=True, timeout=60,
+                       env=dict(os.environ, WARMSTART_SERVER_DIR=str(tmp_path / "s")))
+    assert p.stdout == "ran\n"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in
+                p.stderr.splitlines() if line.startswith("import time:")}
+    assert "warmstart" in imported            # it did run the CLI
+    assert not imported & {"argparse", "subprocess", "shutil", "tempfile"}

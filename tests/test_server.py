@@ -919,3 +919,69 @@ def test_cpython_suites_through_the_server(env, tmp_path):
     log = open(explain(args + ["x"], env, str(work))["server"] + ".log").read()
     assert "retiring" not in log, log
     assert _alive(server)
+
+
+CONSOLE_SCRIPT = """\
+import os, sys, helper
+print(sys.argv, sys.orig_argv[1:], helper.VALUE, file=sys.stderr)
+print(os.getppid())
+"""
+
+
+@pytest.mark.parametrize("form", ["path", "name on PATH", "env"])
+def test_console_scripts_are_served(env, project, tmp_path, form):
+    """A program run by its path or by a name on PATH whose #! names
+    Python (a console script such as /venv/bin/black) is served as the
+    command the kernel makes of it; argv is a direct run's."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "ws-tool"
+    shebang = "#!/usr/bin/env " + os.path.basename(PY) if form == "env" \
+        else "#!" + PY
+    tool.write_text(shebang + "\n" + CONSOLE_SCRIPT)
+    tool.chmod(0o755)
+    env = dict(env, PATH=os.path.dirname(PY) + ":" + str(bindir) + ":"
+               + env["PATH"], PYTHONPATH=str(project))
+    prog = "ws-tool" if form == "name on PATH" else str(tool)
+    def run_client(*args):
+        return subprocess.run([CLIENT, "--", prog, *args], env=env,
+                              cwd=str(project), capture_output=True,
+                              text=True, timeout=60)
+    got = explain_cmd = subprocess.run(
+        [CLIENT, "--explain", "--", prog, "x"], env=env, cwd=str(project),
+        capture_output=True, text=True).stdout
+    assert not got.startswith("direct"), got
+    interp = os.path.basename(PY) if form == "env" else PY
+    cmd = command.Command([prog.encode(), b"x"],
+                          {k.encode(): v.encode() for k, v in env.items()},
+                          str(project).encode())
+    assert cmd.argv[:2] == [interp.encode(), str(tool).encode()]
+    material = cmd.key_material({k.encode(): v.encode() for k, v in env.items()},
+                                (os.isatty(0), False, False))
+    assert explain_cmd.rsplit("server: ", 1)[0].replace("\n", "\0").encode() \
+        == material
+    run_client("0")
+    base = explain_cmd.rsplit("server: ", 1)[1].strip()
+    for _ in range(300):
+        if os.path.exists(base + ".sock"):
+            break
+        time.sleep(0.05)
+    server = json.load(open(base + ".json"))["pid"]
+    r = run_client("a", "--version")
+    d = subprocess.run([prog, "a", "--version"], env=env, cwd=str(project),
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == str(server)
+    assert (r.returncode, r.stderr) == (d.returncode, d.stderr)
+    assert "'--version'" in r.stderr
+
+
+def test_scripts_of_other_interpreters_run_directly(env, tmp_path):
+    sh = tmp_path / "hello"
+    sh.write_text("#!/bin/sh\necho hello \"$@\"\n")
+    sh.chmod(0o755)
+    out = subprocess.run([CLIENT, "--explain", "--", str(sh)], env=env,
+                         capture_output=True, text=True).stdout
+    assert out == "direct: a #! script of another interpreter\n"
+    r = subprocess.run([CLIENT, "--", str(sh), "x"], env=env,
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "hello x\n")

@@ -6,6 +6,7 @@
 #include "privdir.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,10 @@ find_executable(ws_command *cmd, const char *name)
     struct stat st;
     size_t n;
 
-    if (strchr(name, '/'))
+    if (strchr(name, '/')) {
+        snprintf(cmd->found, sizeof cmd->found, "%s", name);
         return make_absolute(cmd->exe, sizeof cmd->exe, cmd->cwd, name);
+    }
     path = getenv("PATH");
     if (path == NULL)
         return -1;
@@ -59,15 +62,106 @@ find_executable(ws_command *cmd, const char *name)
         if (snprintf(cand, sizeof cand, "%s/%s", dir, name) >= (int)sizeof cand)
             continue;
         if (access(cand, X_OK) == 0 && stat(cand, &st) == 0
-            && S_ISREG(st.st_mode))
+            && S_ISREG(st.st_mode)) {
+            snprintf(cmd->found, sizeof cmd->found, "%s", cand);
             return make_absolute(cmd->exe, sizeof cmd->exe, cmd->cwd, cand);
+        }
     }
     return -1;
+}
+
+/* Is this the name of a Python interpreter (python, python3, python3.14)? */
+static int
+is_python_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+
+    base = base ? base + 1 : path;
+    return strncmp(base, "python", 6) == 0
+           && strspn(base + 6, "0123456789.") == strlen(base + 6);
+}
+
+/* A program given by its path or by a name on $PATH whose "#!" line names
+   a Python interpreter (a console script such as /venv/bin/black): the
+   command the kernel runs for it, "interpreter [arg] path args...", in
+   *out (malloc'ed, kept for the process's life).  "#!/usr/bin/env NAME"
+   runs NAME from $PATH, as env does.  Returns 1 when rewritten, 0 when
+   the file is not a "#!" script (an interpreter itself), -1 with *why
+   when it is one this client does not serve. */
+static int
+script_command(const ws_command *cmd, const char *path, char ***out,
+               const char **why)
+{
+    char line[256], *p, *interp, *arg = NULL, **argv;
+    ssize_t n;
+    int fd, k, m = 0;
+
+    fd = open(cmd->exe, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;                   /* the exec will say why */
+    n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n < 2 || line[0] != '#' || line[1] != '!')
+        return 0;
+    line[n] = '\0';
+    p = strchr(line, '\n');
+    if (p == NULL) {
+        *why = "#! line too long";
+        return -1;
+    }
+    *p = '\0';
+    /* As the kernel splits it: the interpreter, then at most one
+       argument, the rest of the line with its ends trimmed. */
+    for (p = line + 2; *p == ' ' || *p == '\t'; p++)
+        ;
+    interp = p;
+    p += strcspn(p, " \t");
+    if (*p) {
+        *p++ = '\0';
+        p += strspn(p, " \t");
+        for (k = (int)strlen(p); k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'
+                                           || p[k - 1] == '\r'); k--)
+            p[k - 1] = '\0';
+        if (*p)
+            arg = p;
+    }
+    if (strcmp(interp, "/usr/bin/env") == 0 || strcmp(interp, "/bin/env") == 0) {
+        if (arg == NULL || arg[0] == '-' || strpbrk(arg, " \t=")) {
+            *why = "a #!/usr/bin/env line with options";
+            return -1;
+        }
+        interp = arg;               /* env runs it from $PATH */
+        arg = NULL;
+    }
+    if (!is_python_name(interp)) {
+        *why = "a #! script of another interpreter";
+        return -1;
+    }
+    argv = malloc((size_t)(cmd->argc + 3) * sizeof *argv);
+    if (argv == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    argv[m++] = strdup(interp);
+    if (arg)
+        argv[m++] = strdup(arg);
+    argv[m++] = strdup(path);
+    for (k = 1; k < cmd->argc; k++)
+        argv[m++] = cmd->argv[k];
+    argv[m] = NULL;
+    for (k = 0; k < m; k++)
+        if (argv[k] == NULL) {
+            *why = "out of memory";
+            return -1;
+        }
+    *out = argv;
+    return m;
 }
 
 int
 ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
 {
+    char **script_argv;
     int i;
 
     memset(cmd, 0, sizeof *cmd);
@@ -85,6 +179,18 @@ ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
     if (find_executable(cmd, argv[0]) < 0) {
         *why = "interpreter not found on PATH";
         return -1;
+    }
+    i = script_command(cmd, cmd->found, &script_argv, why);
+    if (i < 0)
+        return -1;
+    if (i > 0) {
+        /* The interpreter is not looked at for a "#!" of its own. */
+        cmd->argv = argv = script_argv;
+        cmd->argc = argc = i;
+        if (find_executable(cmd, argv[0]) < 0) {
+            *why = "the #! line's interpreter not found";
+            return -1;
+        }
     }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];

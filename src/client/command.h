@@ -19,6 +19,7 @@ typedef struct {
     char **argv;            /* the Python command line: argv[0] is python */
     int argc;
     char exe[PATH_MAX];     /* the file the kernel runs for argv[0] */
+    char found[PATH_MAX];   /* argv[0] as execvp passes it (PATH applied) */
     char kind;              /* 'm' module, 'c' code, 's' script */
     const char *value;      /* module name, code, or script as given */
     int prog;               /* index of the argv element naming the program */
@@ -26,7 +27,10 @@ typedef struct {
     char cwd[PATH_MAX];
 } ws_command;
 
-/* Parse argv (argc >= 1).  Returns 0, or -1 with *why saying why this
+/* Parse argv (argc >= 1).  A program whose "#!" names a Python
+   interpreter (a console script, given by path or found on $PATH) is
+   parsed as the command the kernel makes of it: cmd->argv is then
+   "python [arg] script args...".  Returns 0, or -1 with *why saying why this
    command is run directly rather than through a server (interactive
    mode, reading from stdin, -S, an option not known here...). */
 int ws_command_parse(ws_command *cmd, int argc, char **argv,

@@ -12,16 +12,14 @@
   warmstart client-path
   warmstart profile [--json F] [--html F] [--budget 150ms] -- python ...
 """
-import argparse
-import marshal
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
 from . import __version__
+
+# argparse, shutil, subprocess and the rest are imported where they are
+# used: `warmstart exec` hands over to the native client before any of
+# them (the Python start is already what the client saves).
 
 
 def _fail(what, message, status=1):
@@ -48,6 +46,7 @@ def _output_problem(path):
 def _program_problem(command):
     """(message, status) when command[0] cannot be run, as a shell says
     it (127 not found, 126 not executable), or None."""
+    import shutil
     name = command[0]
     exe = shutil.which(name) if os.sep not in name else name
     if exe is None or not os.path.exists(exe):
@@ -70,6 +69,9 @@ def _print_summary(summary, other=()):
 
 
 def cmd_build(args):
+    import marshal
+    import subprocess
+    import tempfile
     from . import build, image
     out = os.path.abspath(args.output)
     problem = _output_problem(out)
@@ -176,6 +178,7 @@ def cmd_run(args):
     problem = _program_problem(command)
     if problem:
         return _fail("run", *problem)
+    import shutil
     env = dict(os.environ, WARMSTART_IMAGE=os.path.abspath(args.image))
     exe = shutil.which(command[0]) if os.sep not in command[0] else command[0]
     try:
@@ -201,8 +204,8 @@ def _command(args, what):
 
 
 def cmd_exec(args):
-    # Convenience only: this Python process costs what the client saves.
-    # Launch warmstart-exec itself (or a shim) where start-up matters.
+    # Only the forms _exec_fast leaves (no "--"): the Python start-up is
+    # what the client saves; launch warmstart-exec itself where it counts.
     command = _command(args, "exec")
     pre = ["--preload", args.preload] if args.preload else []
     os.execv(client_path(), [client_path(), *pre, "--", *command])
@@ -212,6 +215,7 @@ def cmd_shim(args):
     """Write an executable that launches the command through its warm
     server: a two-line sh script (dash starts in about a millisecond)."""
     import shlex
+    import shutil
     command = _command(args, "shim")
     problem = _output_problem(args.output)
     if problem:
@@ -236,6 +240,7 @@ def cmd_shim(args):
 
 
 def cmd_server(args):
+    import time
     from . import server
     found = server.servers()
     if args.keys:
@@ -287,13 +292,37 @@ def cmd_server(args):
 
 def _sub(sub, name, summary, description, examples):
     """A subcommand whose --help has a description and two examples."""
+    import argparse
     return sub.add_parser(
         name, help=summary, description=description,
         epilog="examples:\n" + "\n".join("  " + e for e in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _exec_fast(argv):
+    """warmstart exec [--preload M] -- COMMAND: straight to the client,
+    with nothing more imported.  None when argv is another form."""
+    if argv[:1] != ["exec"]:
+        return None
+    pre, rest = [], argv[1:]
+    if rest[:1] == ["--preload"] and len(rest) > 1:
+        pre, rest = rest[:2], rest[2:]
+    elif rest[:1] and rest[0].startswith("--preload="):
+        pre, rest = ["--preload", rest[0].split("=", 1)[1]], rest[1:]
+    if rest[:1] != ["--"] or len(rest) < 2:
+        return None             # help, errors: argparse says it
+    try:
+        os.execv(client_path(), [client_path(), *pre, *rest])
+    except OSError as e:
+        sys.exit(_fail("exec", f"cannot run the native client "
+                       f"{client_path()}: {e.strerror}", 127))
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    _exec_fast(argv)
+    import argparse
     ap = argparse.ArgumentParser(
         prog="warmstart", description="CPython that starts warm: code "
         "images, an import path served from them, warm servers, and a "

@@ -35,7 +35,12 @@ class Command:
         self.cwd = cwd
         if env.get(b"PYTHONPROFILEIMPORTTIME"):
             raise Direct("PYTHONPROFILEIMPORTTIME is run directly")
-        self.exe = _find_executable(self.argv[0], env, cwd)
+        found, self.exe = _find_executable(self.argv[0], env, cwd)
+        script = _script_command(self.exe, found, self.argv)
+        if script is not None:
+            # The interpreter is not looked at for a "#!" of its own.
+            self.argv = script
+            self.exe = _find_executable(self.argv[0], env, cwd)[1]
         self.kind, self.value, self.prog = _parse(self.argv)
         self.script = None
         if self.kind == b"s":
@@ -85,8 +90,9 @@ def _absolute(cwd, path):
 
 
 def _find_executable(name, env, cwd):
+    """(the path execvp passes for name, that path made absolute)."""
     if b"/" in name:
-        return _absolute(cwd, name)
+        return name, _absolute(cwd, name)
     path = env.get(b"PATH")
     if path is None:
         raise Direct("interpreter not found on PATH")
@@ -96,10 +102,45 @@ def _find_executable(name, env, cwd):
         cand = d + b"/" + name
         try:
             if os.access(cand, os.X_OK) and stat.S_ISREG(os.stat(cand).st_mode):
-                return _absolute(cwd, cand)
+                return cand, _absolute(cwd, cand)
         except OSError:
             pass
     raise Direct("interpreter not found on PATH")
+
+
+def _is_python_name(path):
+    base = path.rsplit(b"/", 1)[-1]
+    return base.startswith(b"python") and not base[6:].strip(b"0123456789.")
+
+
+def _script_command(exe, found, argv):
+    """For a program whose "#!" line names a Python interpreter (a
+    console script): the command the kernel runs, "interpreter [arg]
+    found args...".  None for a file that is not a "#!" script; Direct
+    for one not served.  As script_command in src/client/command.c."""
+    try:
+        with open(exe, "rb") as f:
+            line = f.read(255)
+    except OSError:
+        return None
+    if not line.startswith(b"#!"):
+        return None
+    if b"\n" not in line:
+        raise Direct("#! line too long")
+    # As the kernel splits it: the interpreter, then at most one argument,
+    # the rest of the line with its ends trimmed.
+    line = line[2:line.index(b"\n")].lstrip(b" \t")
+    end = next((i for i, c in enumerate(line) if c in b" \t"), len(line))
+    interp = line[:end]
+    arg = line[end:].lstrip(b" \t").rstrip(b" \t\r") or None
+    if interp in (b"/usr/bin/env", b"/bin/env"):
+        if arg is None or arg.startswith(b"-") or any(
+                c in arg for c in (b" ", b"\t", b"=")):
+            raise Direct("a #!/usr/bin/env line with options")
+        interp, arg = arg, None
+    if not _is_python_name(interp):
+        raise Direct("a #! script of another interpreter")
+    return [interp] + ([arg] if arg else []) + [found] + list(argv[1:])
 
 
 def _parse(argv):
