@@ -985,3 +985,19 @@ def test_scripts_of_other_interpreters_run_directly(env, tmp_path):
     r = subprocess.run([CLIENT, "--", str(sh), "x"], env=env,
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout) == (0, "hello x\n")
+
+
+def test_interpreter_named_python_that_is_a_script_is_still_served(env, tmp_path):
+    """A pyenv shim: `python` on PATH is a #!/bin/sh script that execs
+    the real interpreter.  It is the interpreter, not a console script:
+    served as before, not run directly as "another interpreter"."""
+    bindir = tmp_path / "shims"
+    bindir.mkdir()
+    shim = bindir / "python"
+    shim.write_text(f'#!/bin/sh\nexec {PY} "$@"\n')
+    shim.chmod(0o755)
+    e = dict(env, PATH=str(bindir) + ":" + env["PATH"])
+    out = subprocess.run([CLIENT, "--explain", "--", "python", "-c", "pass"],
+                         env=e, capture_output=True, text=True).stdout
+    assert not out.startswith("direct"), out
+    assert f"exe={shim}\n" in out

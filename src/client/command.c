@@ -180,7 +180,10 @@ ws_command_parse(ws_command *cmd, int argc, char **argv, const char **why)
         *why = "interpreter not found on PATH";
         return -1;
     }
-    i = script_command(cmd, cmd->found, &script_argv, why);
+    /* A name like python3 is the interpreter (a pyenv shim is a "#!"
+       script too, and is run as before): only other programs are read. */
+    i = is_python_name(argv[0]) ? 0
+        : script_command(cmd, cmd->found, &script_argv, why);
     if (i < 0)
         return -1;
     if (i > 0) {

@@ -36,7 +36,10 @@ class Command:
         if env.get(b"PYTHONPROFILEIMPORTTIME"):
             raise Direct("PYTHONPROFILEIMPORTTIME is run directly")
         found, self.exe = _find_executable(self.argv[0], env, cwd)
-        script = _script_command(self.exe, found, self.argv)
+        # A name like python3 is the interpreter (a pyenv shim is a "#!"
+        # script too): only other programs are read.
+        script = None if _is_python_name(self.argv[0]) else \
+            _script_command(self.exe, found, self.argv)
         if script is not None:
             # The interpreter is not looked at for a "#!" of its own.
             self.argv = script
