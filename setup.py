@@ -90,7 +90,16 @@ class build_binary_scripts(build_scripts):
 class build_ext_and_client(build_ext):
     """Also build warmstart-exec, the native client of the warm server
     (src/client/), into the package (client-path finds it there) and as
-    a script: no Python starts in it."""
+    a script: no Python starts in it.
+
+    Always compiled afresh: build/ is keyed by the cache tag only, so two
+    3.11 interpreters (pyenv's 3.11.7, Debian's 3.11.2) or two sets of
+    WARMSTART_CFLAGS would otherwise share objects, and an extension built
+    against another interpreter's headers is refused by every image."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.force = True
 
     def run(self):
         super().run()

@@ -60,3 +60,26 @@ def test_free_threaded_build_refuses_images(tmp_path):
                         "-Isrc/image", "-fsyntax-only", str(probe)],
                        cwd=ROOT, capture_output=True, text=True)
     assert q.returncode != 0 and "free-threaded" in q.stderr
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc")
+def test_a_rebuild_into_the_same_build_directory_compiles_afresh(tmp_path):
+    """build/ is named by the cache tag only: two interpreters of one x.y
+    (pyenv's 3.11.7, Debian's 3.11.2) or two sets of flags share it, and a
+    reused object file carries the other headers (then every image is
+    refused: 'compiled against Python 3.11.7's headers').  The second
+    build's flags must reach the extension it produces."""
+    def build(cflags):
+        env = dict(os.environ, WARMSTART_CFLAGS=cflags)
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext",
+                        "--build-lib", str(tmp_path / "lib"),
+                        "--build-temp", str(tmp_path / "tmp")],
+                       cwd=ROOT, env=env, check=True, capture_output=True)
+        (so,) = (tmp_path / "lib" / "warmstart").glob("_image*.so")
+        return so.read_bytes()
+
+    probe = tmp_path / "probe.h"
+    probe.write_text('__attribute__((used)) static const char '
+                     'ws_probe[] = "WS_REBUILD_PROBE";\n')
+    assert b"WS_REBUILD_PROBE" not in build("")
+    assert b"WS_REBUILD_PROBE" in build(f"-include {probe}")

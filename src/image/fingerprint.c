@@ -80,12 +80,20 @@ ws_fingerprint_mismatch(const struct ws_fingerprint *theirs)
 {
     struct ws_fingerprint ours;
     ws_fingerprint_fill(&ours);
-    if (theirs->hexversion != ours.hexversion
-        || theirs->runtime_hexversion != ours.runtime_hexversion) {
-        char t[32], o[32];
+    char t[32], o[32];
+    if (theirs->runtime_hexversion != ours.runtime_hexversion) {
         format_version(t, sizeof t, theirs->runtime_hexversion);
         format_version(o, sizeof o, ours.runtime_hexversion);
         return PyUnicode_FromFormat("Python %s, this is %s", t, o);
+    }
+    if (theirs->hexversion != ours.hexversion) {
+        /* Same interpreter, C cores compiled against different headers
+           (a build directory shared by two interpreters of one x.y). */
+        format_version(t, sizeof t, theirs->hexversion);
+        format_version(o, sizeof o, ours.hexversion);
+        return PyUnicode_FromFormat(
+            "its C core was compiled against Python %s's headers, "
+            "this one against %s's", t, o);
     }
     if (theirs->pyc_magic != ours.pyc_magic) {
         return PyUnicode_FromFormat("bytecode magic %x, this is %x",
