@@ -7,9 +7,7 @@
 # Interpreter names (tools/python-for): pyenv builds by version, 3.14 and
 # 3.15 from Debian unstable's packages (tools/unstable-python.sh), and
 # Debian's own /usr/bin/python3 as "system" where it exists.
-PYTHONS ?= 3.11.7 3.12.1 3.13.0 3.14 3.15
-# Debian's /usr/bin/python3 ("system") is left out until four of its suites
-# pass (issue 14 note, 2026-12-04): PYTHONS="... system" runs it.
+PYTHONS ?= 3.11.7 3.12.1 3.13.0 3.14 3.15 $(if $(wildcard /usr/bin/python3),system)
 VENVS := $(foreach v,$(PYTHONS),.venv/$(v))
 PYTEST_ARGS ?=
 comma := ,
