@@ -11,6 +11,8 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 from distutils.command.build_scripts import build_scripts  # setuptools provides distutils
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 # The start-up hook, 00-warmstart.pth.  site executes a .pth line that
 # starts with "import"; the line is made from the parts below.  When no
@@ -25,8 +27,7 @@ from distutils.command.build_scripts import build_scripts  # setuptools provides
 def _wake_vars():
     # The table, from the source (setup.py cannot import the package).
     import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        "src", "warmstart", "_boot.py")
+    path = os.path.join(HERE, "src", "warmstart", "_boot.py")
     spec = importlib.util.spec_from_file_location("_warmstart_boot", path)
     boot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(boot)
@@ -45,13 +46,32 @@ except (ImportError, NameError):
 done or __import__("warmstart._boot")._boot.main()
 """
 
+# The same for an editable install (pip install -e): the package and its
+# C core (built in place) stay in the source tree, whose directory the
+# build writes into the line.  site runs this .pth before the editable
+# install's own (which puts that directory on sys.path), so the package is
+# loaded from its file, as the path finder would load it there, and
+# sys.path is left as it will be.
+PTH_BOOT_EDITABLE = """\
+import _imp, _frozen_importlib as b, _frozen_importlib_external as e
+pkg = %r
+try:
+    core = pkg + "/_image" + _imp.extension_suffixes()[0]
+    done = b._load(e.spec_from_file_location("warmstart._image", core)).boot()
+except ImportError:
+    done = False
+done or b._load(e.spec_from_file_location("warmstart", pkg + "/__init__.py",
+    submodule_search_locations=[pkg])) and __import__("warmstart._boot")._boot.main()
+"""
 
-def pth_line():
+
+def pth_line(package_dir=None):
     # A second reading (site may read the .pth twice: a venv's lib64 is a
     # link to lib) finds the C core loaded and stops there.
     test = " or ".join(f"{v!r} in os.environ" for v in _wake_vars())
+    boot = PTH_BOOT if package_dir is None else PTH_BOOT_EDITABLE % package_dir
     return (f"import os, sys; ({test}) and 'warmstart._image' not in "
-            f"sys.modules and exec({PTH_BOOT!r})\n")
+            f"sys.modules and exec({boot!r})\n")
 
 
 class build_py_with_pth(build_py):
@@ -62,8 +82,16 @@ class build_py_with_pth(build_py):
 
     def run(self):
         super().run()
-        with open(os.path.join(self.build_lib, "00-warmstart.pth"), "w") as f:
-            f.write(pth_line())
+        if getattr(self, "editable_mode", False):
+            # setuptools' editable_wheel installs into the wheel it is
+            # making through the install command: the hook goes there,
+            # naming the package in the source tree.
+            where = self.get_finalized_command("install").install_lib
+            line = pth_line(os.path.join(HERE, "src", "warmstart"))
+        else:
+            where, line = self.build_lib, pth_line()
+        with open(os.path.join(where, "00-warmstart.pth"), "w") as f:
+            f.write(line)
 
 
 # The client again, as a script of the distribution: pip puts it in the
