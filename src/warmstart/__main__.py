@@ -290,6 +290,75 @@ def cmd_server(args):
     return 0
 
 
+def _size(n):
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
+
+
+def _ago(t):
+    import time
+    s = max(0, time.time() - t)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s / n:.0f} {unit} ago"
+    return f"{s:.0f} s ago"
+
+
+def cmd_cache(args):
+    from . import auto, caches, command, privdir
+    places = []
+    try:
+        places.append(("auto cache", privdir.PrivateDir(
+            auto.cache_dir(), 0o022, create=False), caches.image_entries))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        return _fail("cache", f"cannot use the cache {auto.cache_dir()}: {e}")
+    d = command.server_dir(os.environb, create=False)
+    if d is not None:
+        places.append(("server directory", d, caches.server_entries))
+    limit, warning = caches.cap()
+    if warning:
+        print(f"warmstart: {warning}", file=sys.stderr)
+    try:
+        found = [(what, d, e) for what, d, list_ in places for e in list_(d)]
+        if args.keys:
+            unknown = set(args.keys) - {e.key for _, _, e in found}
+            if unknown:
+                return _fail("cache", "no entry " + ", ".join(sorted(unknown))
+                             + " (warmstart cache list lists them)")
+            found = [f for f in found if f[2].key in args.keys]
+        if args.action == "list":
+            for what, d, list_ in places:
+                entries = [e for w, _, e in found if w == what]
+                total = sum(e.size for e in entries)
+                cap_text = _size(limit) if limit else "no cap"
+                print(f"{what}: {d.path}  {len(entries)} entries, "
+                      f"{_size(total)} (cap {cap_text})")
+                for e in entries:
+                    about = ""
+                    if e.info:
+                        about = "  " + " ".join(e.info.get("argv", []))
+                    print(f"  {e.key}  {e.kind:6s} {e.state:13s} "
+                          f"{_size(e.size):>10s}  used {_ago(e.used)}{about}")
+            if not places:
+                print("nothing cached")
+            return 0
+        removed = kept = 0
+        for _, d, e in found:
+            if e.busy:
+                kept += 1
+                continue
+            caches.remove(d, e)
+            removed += 1
+        print(f"removed {removed} entries"
+              + (f"; kept {kept} in use (warmstart server stop stops "
+                 f"running servers)" if kept else ""))
+        return 0
+    finally:
+        for _, d, _ in places:
+            d.close()
+
+
 def _sub(sub, name, summary, description, examples):
     """A subcommand whose --help has a description and two examples."""
     import argparse
@@ -382,6 +451,25 @@ def main(argv=None):
                    help="status, stop or restart")
     s.add_argument("keys", nargs="*",
                    help="servers to act on, by key (default: all)")
+    c = _sub(sub, "cache", "list or clean the auto cache and the server "
+             "directory",
+             "List what warmstart keeps for this user (the auto cache's "
+             "images, the server directory's files), or remove it. Each "
+             "directory is kept under WARMSTART_CACHE_MAX (default 1G), "
+             "least recently used first. Running servers are never removed: "
+             "warmstart server stop stops them.",
+             ["warmstart cache list", "warmstart cache clean"])
+    c.add_argument("action", choices=["list", "clean"], help="list or clean")
+    c.add_argument("keys", nargs="*",
+                   help="entries to remove, by key (default: all)")
+    d = _sub(sub, "doctor", "why a speed-up does not show",
+             "Check this installation (interpreter, C core, start-up hook, "
+             "variables, caches) and, for a command, what each tier would do "
+             "with it and why not. Nothing of the command is run but its "
+             "interpreter, to read its sys.path.",
+             ["warmstart doctor", "warmstart doctor -- python -m mytool"])
+    d.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- the command, as you run it")
     h = _sub(sub, "shim", "write an executable that launches a command "
              "through its warm server",
              "Write a small sh script that runs the command through "
@@ -399,11 +487,13 @@ def main(argv=None):
          ["warmstart client-path", '"$(warmstart client-path)" -- python -c pass'])
     pr = _sub(sub, "profile", "where a program's start-up time goes, and "
               "what each tier would save",
-              "Run the command once and report each import's find, load and "
-              "execute time, who imported it, and what an image or a warm "
-              "server would save. The report goes to stderr.",
+              "Run the command (once, or N times for medians) and report "
+              "each import's find, load and execute time, who imported it, "
+              "and what an image or a warm server would save. The report "
+              "goes to stderr.",
               ["warmstart profile -- python -m mytool --help",
-               "warmstart profile --html report.html --budget 150ms -- mytool"])
+               "warmstart profile --repeat 5 --html report.html "
+               "--budget 150ms -- mytool"])
     pr.add_argument("--json", metavar="FILE", help="write the profile as JSON")
     pr.add_argument("--html", metavar="FILE",
                     help="write an interactive, self-contained HTML page")
@@ -412,6 +502,9 @@ def main(argv=None):
                     "(e.g. 150ms)")
     pr.add_argument("--top", type=int, default=10,
                     help="rows per table (default 10)")
+    pr.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run the command N times and report the median "
+                    "of each time (default 1)")
     pr.add_argument("command", nargs=argparse.REMAINDER,
                     help="-- the command and its arguments")
     args = ap.parse_args(argv)
@@ -423,14 +516,21 @@ def main(argv=None):
         return 0
     if args.cmd == "profile":
         # Checked before the run, not after the report.
+        if args.repeat < 1:
+            return _fail("profile", f"--repeat must be at least 1, not "
+                         f"{args.repeat}", 2)
         for out in (args.json, args.html):
             problem = out and _output_problem(out)
             if problem:
                 return _fail("profile", problem)
         from . import profiler
         return profiler.main(args, _command(args, "profile"))
+    if args.cmd == "doctor":
+        from . import doctor
+        return doctor.main(args.command[1:] if args.command[:1] == ["--"]
+                           else args.command)
     return {"build": cmd_build, "info": cmd_info, "run": cmd_run,
-            "exec": cmd_exec, "server": cmd_server,
+            "exec": cmd_exec, "server": cmd_server, "cache": cmd_cache,
             "shim": cmd_shim}[args.cmd](args)
 
 

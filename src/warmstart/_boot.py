@@ -36,6 +36,12 @@ MODIFIERS = (
     ("WARMSTART_SERVER_DIR", "where servers' sockets live"),
     ("WARMSTART_SERVER_IDLE", "seconds an idle server lives (600)"),
     ("WARMSTART_SERVER_MAX", "servers per user (32)"),
+    ("WARMSTART_CACHE_MAX", "size cap of the auto cache and of the server "
+                            "directory (1G; caches.py)"),
+    ("WARMSTART_DOCTOR", "set by `warmstart doctor`: report, then exit "
+                         "before the program runs (doctor.py)"),
+    ("WARMSTART_DOCTOR_IMAGE", "set by `warmstart doctor` to the image "
+                               "WARMSTART_IMAGE names, which it checks"),
 )
 
 # Requests that boot.c's fast path (a plain WARMSTART_IMAGE) leaves to
@@ -61,6 +67,11 @@ def main():
     if not _image._is_main_interpreter():
         return          # images and servers serve the main interpreter only
     env = os.environ
+    if "WARMSTART_DOCTOR" in env:
+        # `warmstart doctor` started this interpreter to look, not to run.
+        from . import doctor
+        doctor.probe(env.pop("WARMSTART_DOCTOR"))
+        return
     serve = env.pop("WARMSTART_SERVE", None)
     preload = env.pop("WARMSTART_PRELOAD", None)
     if env.get("WARMSTART_STATS"):

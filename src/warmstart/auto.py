@@ -9,6 +9,7 @@ means no image and a run that works as usual.
 
   WARMSTART_CACHE   cache directory (default: $XDG_CACHE_HOME/warmstart,
                     or ~/.cache/warmstart)
+  WARMSTART_CACHE_MAX  its size cap (caches.py; default 1G)
 """
 import marshal
 import os
@@ -55,20 +56,35 @@ def _open_cache(create):
 
 
 def _own_file(cache, name):
-    """Is name in cache a regular file of ours that no one else can
-    write?  (The loader checks the image it opens as well, but allows
-    root's images, which an image someone put into our cache is not.)"""
+    """name's lstat if it is a regular file in cache of ours that no one
+    else can write, else None.  (The loader checks the image it opens as
+    well, but allows root's images, which an image someone put into our
+    cache is not.)"""
     import stat
     st = cache.stat(name)
     if st is None:
-        return False
+        return None
     if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
             or st.st_mode & 0o022):
         from .importer import warn
         warn(f"ignoring {cache.join(name)!r}: not a file of this user's "
              f"that only this user can write")
-        return False
-    return True
+        return None
+    return st
+
+
+def _mark_used(cache, name, st):
+    """The access time says when a run last used an image: the cache's
+    size cap removes the least recently used first (caches.py).  Set at
+    most once an hour (one utimensat), whatever the mount's atime policy."""
+    import time
+    now = time.time()
+    if now - st.st_atime > 3600:
+        try:
+            os.utime(name, (now, st.st_mtime), dir_fd=cache.fd,
+                     follow_symlinks=False)
+        except OSError:
+            pass
 
 
 def start(entry, sys_path):
@@ -80,7 +96,8 @@ def start(entry, sys_path):
         name = cache_key(entry, sys_path) + ".img"
         path = cache.join(name)
         finder = None
-        if _own_file(cache, name):
+        st = _own_file(cache, name)
+        if st is not None:
             try:
                 finder = importer.ImageFinder(importer._image.Image(path))
             except (OSError, importer.ImageError, ValueError, KeyError,
@@ -88,6 +105,7 @@ def start(entry, sys_path):
                 finder = None           # rewritten at exit
             else:
                 importer.install(finder)
+                _mark_used(cache, name, st)
     finally:
         cache.close()           # no descriptor of ours while the program runs
     snapshot = _boot.PathSnapshot()
@@ -183,7 +201,8 @@ def _at_exit(path, finder, snapshot, before):
         with os.fdopen(cache.create_fresh(job_name), "wb") as f:
             marshal.dump(job, f)
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("WARMSTART") or k == "WARMSTART_CACHE"}
+               if not k.startswith("WARMSTART")
+               or k in ("WARMSTART_CACHE", "WARMSTART_CACHE_MAX")}
         # The image is written by another process, after this one exits,
         # in a session of its own and holding none of our descriptors:
         # whoever reads this program's output through a pipe gets its
@@ -225,6 +244,8 @@ def _write(job_path):
         summary = build.write_run(cache.join(name), job["run"])
         cache.write(name + ".skip",
                     marshal.dumps([n for n, _ in summary["skipped"]]))
+        from . import caches
+        caches.trim_images(cache)
     finally:
         cache.unlink(job_name)
         cache.unlink(job_name.split(".job.")[0] + ".writing")

@@ -1,12 +1,14 @@
 """`warmstart profile`: where a program's start-up time goes (tier 4).
 
     warmstart profile [--json F] [--html F] [--budget 150ms] [--top N]
-                      -- python -m mytool args...
+                      [--repeat N] -- python -m mytool args...
 
-Runs the command once with WARMSTART_PROFILE set (profile_hook.py times
-every import in the child), times the whole process from here, and runs
-`python -S` once more to know what the bare interpreter's start costs.
-The phases of one run, on one clock:
+Runs the command with WARMSTART_PROFILE set (profile_hook.py times every
+import in the child), times the whole process from here, and runs
+`python -S` a few times more to know what the bare interpreter's start
+costs.  With --repeat N the command runs N times and every time reported
+is the median of the runs (median_profile).  The phases of one run, on
+one clock:
 
   interpreter   spawn until Python runs code (estimated by `python -S`)
   site          site and its .pth files, up to sitecustomize/usercustomize
@@ -174,6 +176,104 @@ def analyse(record, t_spawn, t_end, rc, command, core_ns=None):
     }
 
 
+# -- several runs: the median profile --------------------------------------
+
+# A module's times that are medians over the runs that imported it.
+MODULE_TIMES = ("start_ms", "total_ms", "find_ms", "load_ms", "exec_ms",
+                "exec_self_ms", "self_ms")
+
+
+def _median(values):
+    """The median of the values that are not None (None if none is).  Of
+    whole numbers (counts) the lower median, so that a count stays one a
+    run had; times are rounded as analyse rounds them."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    if all(type(v) is int for v in vals):
+        return statistics.median_low(vals)
+    return round(statistics.median(vals), 3)
+
+
+def _median_fields(dicts):
+    """Field by field median of dicts of one shape (nested dicts too)."""
+    out = {}
+    for key, value in dicts[0].items():
+        vals = [d.get(key) for d in dicts]
+        out[key] = (_median_fields(vals) if isinstance(value, dict)
+                    else _median(vals))
+    return out
+
+
+def _occurrences(items, field):
+    """(item[field], k) for each item, k counting the earlier items of that
+    name: the k-th import of a module in one run is the k-th in another
+    (a module may be imported twice in a run, after a failed attempt)."""
+    seen = {}
+    keys = []
+    for item in items:
+        n = item[field]
+        keys.append((n, seen.get(n, 0)))
+        seen[n] = seen.get(n, 0) + 1
+    return keys
+
+
+def median_profile(profiles):
+    """One profile of several runs of a command, each analyse's output:
+    every time is the median over the runs (a module's over the runs that
+    imported it, its count in `runs`).  Medians do not add up the way one
+    run's times do (self_ms is the median of each run's self_ms, not the
+    sum of the medians of its parts).  A module's parent, kind, error and
+    phase are those of the first run that imported it."""
+    first = profiles[0]
+    merged = {}                 # key -> {"runs": [module...], "parent": key}
+    for p in profiles:
+        keys = _occurrences(p["modules"], "name")
+        for m, key in zip(p["modules"], keys):
+            entry = merged.setdefault(key, {
+                "runs": [],
+                "parent": keys[m["parent"]] if m["parent"] >= 0 else None})
+            entry["runs"].append(m)
+    modules = []
+    for key, entry in merged.items():
+        m = dict(entry["runs"][0])
+        for field in MODULE_TIMES:
+            m[field] = _median(r[field] for r in entry["runs"])
+        m["runs"] = len(entry["runs"])
+        modules.append((key, entry["parent"], m))
+    # In the order they started, as in one run's profile (stable: ties
+    # keep the first run's order).
+    modules.sort(key=lambda x: x[2]["start_ms"])
+    index = {key: i for i, (key, _, _) in enumerate(modules)}
+    for _, parent, m in modules:
+        m["parent"] = index[parent] if parent is not None else -1
+    modules = [m for _, _, m in modules]
+
+    pth = {}
+    for p in profiles:
+        for x, key in zip(p["pth"], _occurrences(p["pth"], "file")):
+            pth.setdefault(key, []).append(x["ms"])
+    out = {}
+    for key, value in first.items():
+        out[key] = value
+        if key == "command":            # near the top, where it is read
+            out["runs"] = len(profiles)
+            out["runs_startup_ms"] = [p["times_ms"]["startup"]
+                                      for p in profiles]
+    out.update({
+        # The status a single run would give: the first failure's.
+        "exit_code": next((p["exit_code"] for p in profiles
+                           if p["exit_code"] != 0), 0),
+        "times_ms": _median_fields([p["times_ms"] for p in profiles]),
+        "counts": _median_fields([p["counts"] for p in profiles]),
+        "pth": [{"file": f, "ms": _median(v)} for (f, _), v in pth.items()],
+        "modules": modules,
+        "top_level": [i for i, m in enumerate(modules) if m["parent"] < 0],
+        "estimates": _median_fields([p["estimates"] for p in profiles]),
+    })
+    return out
+
+
 # -- the terminal report ---------------------------------------------------
 
 class _Style:
@@ -194,7 +294,9 @@ def report(p, top=10, color=False):
     t = p["times_ms"]
     lines = []
     cmd = " ".join(p["command"])
-    lines.append(st(_clip(f"warmstart profile: {cmd}", 80), "1"))
+    runs = p.get("runs", 1)
+    median = f", median of {runs} runs" if runs > 1 else ""
+    lines.append(st(_clip(f"warmstart profile{median}: {cmd}", 80), "1"))
     lines.append(f"Python {p['python']}, exit status {p['exit_code']}"
                  + (f", image {p['image']}" if p["image"] else ""))
     lines.append("")
@@ -214,8 +316,12 @@ def report(p, top=10, color=False):
                  + st(f"execute {t['execute']:.1f}", "32") + " ms")
     row("program's own work", t["program"])
     row("exit", t["exit"])
+    spread = ""
+    if runs > 1:
+        each = p["runs_startup_ms"]
+        spread = f" (runs {min(each):.1f}–{max(each):.1f})"
     lines.append(st(f"  start-up (interpreter + site + imports): "
-                    f"{t['startup']:.1f} ms", "1"))
+                    f"{t['startup']:.1f} ms{spread}", "1"))
     slow_pth = sorted(p["pth"], key=lambda x: -x["ms"])[:3]
     for x in slow_pth:
         if x["ms"] >= 0.5:
@@ -279,19 +385,25 @@ def main(args, command):
         except ValueError as e:
             print(f"warmstart profile: {e}", file=sys.stderr)
             return 2
-    try:
-        record, t_spawn, t_end, rc = run(command)
-    except ProfileError as e:
-        print(f"warmstart profile: {e}", file=sys.stderr)
-        return 127
-    if record is None:
-        print("warmstart profile: the command's interpreter did not run "
-              "warmstart's hook (is warmstart installed for it, and is it "
-              "a Python command?)", file=sys.stderr)
-        return rc or 1
+    repeat = getattr(args, "repeat", 1)
+    runs = []
+    for _ in range(repeat):
+        try:
+            record, t_spawn, t_end, rc = run(command)
+        except ProfileError as e:
+            print(f"warmstart profile: {e}", file=sys.stderr)
+            return 127
+        if record is None:
+            print("warmstart profile: the command's interpreter did not run "
+                  "warmstart's hook (is warmstart installed for it, and is "
+                  "it a Python command?)", file=sys.stderr)
+            return rc or 1
+        runs.append((record, t_spawn, t_end, rc))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
-    core = interpreter_start_ns(record["executable"], env)
-    p = analyse(record, t_spawn, t_end, rc, command, core)
+    core = interpreter_start_ns(runs[0][0]["executable"], env,
+                                runs=max(3, repeat))
+    p = median_profile([analyse(*r, command, core) for r in runs])
+    rc = p["exit_code"]
     if budget is not None:
         p["budget_ms"] = budget
         p["over_budget"] = p["times_ms"]["startup"] > budget

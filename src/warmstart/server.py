@@ -37,7 +37,8 @@ import sys
 import threading
 import time
 
-from . import command, confinement, preload, privdir, protocol, worker
+from . import caches, command, confinement, preload, privdir, protocol, worker
+from .caches import server_alive as _alive
 from .fds import inheritable as inheritable_fds, load_ctypes
 
 PENDING_SECONDS = 10            # a connection's time to send its request
@@ -318,6 +319,9 @@ class Server:
         self.files.write(".json", json.dumps(info).encode())
         self.used = time.monotonic()
         self.retire_least_used()
+        for e in caches.trim_servers(self.files.dir, keep={self.files.key}):
+            log(f"removed the files of server {e.key} ({e.state}): the "
+                f"directory is over its cap (WARMSTART_CACHE_MAX)")
 
     def retire_least_used(self):
         """Keep at most WARMSTART_SERVER_MAX servers (default 32) for this
@@ -901,14 +905,6 @@ def children(pid):
     except OSError:
         pass
     return out
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"warmstart.server" in f.read()
-    except OSError:
-        return False
 
 
 def stop(base):
