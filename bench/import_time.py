@@ -23,14 +23,20 @@ processes; medians and their ratio are reported.  Also measured:
   materialises all of its modules, so the find + get_code time with an
   image cannot drop much below it.
 
+Workloads: a set of stdlib imports, `import pip._internal.cli.main`, and
+`python -m pip --version` (the program server_launch.py launches too).
 Run it in a venv where warmstart is installed (make demo does).
 
-    python bench/import_time.py [--runs N] [--heavy]
+    python bench/import_time.py [--runs N] [--heavy] [--json FILE] [-v]
+
+By default only the wall times (stock, image, huge pages) are printed; -v
+prints the rest measured above.
 
 --heavy adds third-party workloads (installed into this venv if missing):
 sympy, and on 3.11 boto3 and IPython.
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -66,10 +72,21 @@ for f in image_finders:
     f.find_spec = timed(f.find_spec, 0)
 PathFinder.find_spec = classmethod(timed(PathFinder.find_spec.__func__, 0))
 SourceFileLoader.get_code = timed(SourceFileLoader.get_code, 1)
+how, what, *rest = sys.argv[1:]
+if how == "-m":
+    import runpy                        # before the clock: -m imports it too
 t0 = time.perf_counter_ns()
-exec(compile(sys.argv[1], "<workload>", "exec"))
+if how == "-c":
+    exec(compile(what, "<workload>", "exec"))
+else:
+    sys.argv[:] = [what, *rest]         # as python -m MODULE ARGS sees them
+    try:
+        runpy.run_module(what, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
 total = time.perf_counter_ns() - t0
-print("MEASURE", spent[0], spent[1], total)
+print("\nMEASURE", spent[0], spent[1], total)
 """
 
 
@@ -143,13 +160,15 @@ def auto_captured(cmd, image, runs, tmp):
     return first, second, [statistics.median(t) * 1e3 for t in times]
 
 
-def in_process(code, image, runs=5):
+def in_process(argv, image, runs=5):
+    """Medians (ms) of the find and get_code time of the workload *argv*
+    (python's arguments, "-c CODE" or "-m MODULE ..."), stock and image."""
     out = {}
     for label, extra in (("plain", {}), ("image", {"WARMSTART_IMAGE": image})):
         env = dict(env_without_warmstart(), **extra)
         finds, gets = [], []
         for _ in range(runs):
-            p = subprocess.run([sys.executable, "-c", MEASURE, code], env=env,
+            p = subprocess.run([sys.executable, "-c", MEASURE, *argv], env=env,
                                capture_output=True, text=True, check=True)
             f, g, _ = map(int, re.search(r"MEASURE (\d+) (\d+) (\d+)",
                                          p.stdout).groups())
@@ -206,62 +225,115 @@ def ensure(package):
     return p.returncode == 0
 
 
+def workload_lines(w, width, verbose=False):
+    """The lines printed for one workload's results *w*: stock against
+    image, and with *verbose* the in-process split, WARMSTART=auto and the
+    page floor."""
+    plain, warm, huge = w["stock_ms"], w["image_ms"], w["huge_ms"]
+    lines = [f"  {w['label']:{width}s} stock {plain:7.1f} ms   image"
+             f" {warm:7.1f} ms   {100 * (plain - warm) / plain:4.1f}% less"
+             f" wall time; huge pages {huge:7.1f} ms"
+             f" ({100 * (plain - huge) / plain:4.1f}% less)"]
+    if not verbose:
+        return lines
+    pad = " " * width
+    ip = w["in_process_ms"]
+    before, after = sum(ip["stock"].values()), sum(ip["image"].values())
+    lines.append(
+        f"  {pad} find+get_code in-process: stock {before:6.1f} ms"
+        f" (find {ip['stock']['find']:.1f}, code {ip['stock']['code']:.1f}),"
+        f" image {after:6.1f} ms (find {ip['image']['find']:.1f},"
+        f" code {ip['image']['code']:.1f}): "
+        f"{100 * (before - after) / before:4.1f}% removed")
+    a = w["auto_captured_ms"]
+    lines.append(
+        f"  {pad} WARMSTART=auto, output captured: first run"
+        f" {a['first']:.1f} ms, second {a['second']:.1f} ms; alternating:"
+        f" stock {a['stock']:.1f}, image {a['image']:.1f},"
+        f" auto {a['auto']:.1f} ms"
+        f" ({'not slower' if a['auto'] <= a['image'] * 1.03 else 'SLOWER'}"
+        f" than the image)")
+    floor = w["page_floor_ms"]
+    if floor is None:
+        lines.append(f"  {pad} page floor: not measured (the kernel lacks"
+                     f" MADV_POPULATE_WRITE)")
+    else:
+        lines.append(
+            f"  {pad} page floor: {w['page_floor_bytes'] / 2**20:.1f} MB of"
+            f" objects made private in {floor:.1f} ms ="
+            f" {100 * floor / before:.1f}% of stock find+get_code (about"
+            f" {100 * (before - floor) / before:.0f}% at most can be"
+            f" removed)")
+    return lines
+
+
+def overhead_lines(r, verbose=False):
+    """What warmstart costs a program that does not use the image (only
+    with *verbose*: a detail next to the workloads)."""
+    if not verbose:
+        return []
+    a = r["activation_ms"]
+    return [f"  activation, image not used (python -c pass): "
+            f"{a['image'] - a['stock']:+.2f} ms ({a['stock']:.1f} ->"
+            f" {a['image']:.1f} ms)",
+            f"  start-up hook with no image set: {r['hook_us']:.1f} us per"
+            f" interpreter start (site reads, compiles and runs"
+            f" 00-warmstart.pth)"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--heavy", action="store_true")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="also print the in-process split, WARMSTART=auto,"
+                         " the page floor and the activation costs")
     args = ap.parse_args()
-    workloads = [("stdlib set", STDLIB),
-                 ("pip", "import pip._internal.cli.main")]
+    # python's arguments for each workload; "pip --version" is the program
+    # server_launch.py launches too, so that make demo can set them side by
+    # side.
+    workloads = [("stdlib set", ["-c", STDLIB]),
+                 ("import pip", ["-c", "import pip._internal.cli.main"]),
+                 ("pip --version", ["-m", "pip", "--version"])]
     if args.heavy:
         if ensure("sympy"):
-            workloads.append(("sympy", "import sympy"))
+            workloads.append(("sympy", ["-c", "import sympy"]))
         if sys.version_info[:2] == (3, 11):
             if ensure("boto3"):
-                workloads.append(("boto3", "import boto3"))
+                workloads.append(("boto3", ["-c", "import boto3"]))
             if ensure("IPython"):
-                workloads.append(("IPython", "import IPython"))
-    print(f"Python {sys.version.split()[0]}: python -c 'import ...', "
-          f"median of {args.runs} alternating runs")
+                workloads.append(("IPython", ["-c", "import IPython"]))
+    width = max(len(label) for label, _ in workloads)
+    result = {"python": sys.version.split()[0], "runs": args.runs,
+              "workloads": []}
+    print(f"Python {result['python']}: python -c 'import ...' and "
+          f"python -m pip --version, median of {args.runs} alternating runs")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, code in workloads:
+        for label, argv in workloads:
             image = os.path.join(tmp, f"{label.replace(' ', '_')}.img")
             subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
-                            image, "--", sys.executable, "-c", code],
+                            image, "--", sys.executable, *argv],
                            check=True, capture_output=True,
                            env=env_without_warmstart())
-            cmd = [sys.executable, "-c", code]
+            cmd = [sys.executable, *argv]
             plain, warm, huge = side_by_side(cmd, image, args.runs, huge=True)
-            ip = in_process(code, image)
-            before = sum(ip["plain"])
-            after = sum(ip["image"])
-            print(f"  {label:10s} stock {plain:7.1f} ms   image {warm:7.1f} ms"
-                  f"   {100 * (plain - warm) / plain:4.1f}% less wall time;"
-                  f" huge pages {huge:7.1f} ms"
-                  f" ({100 * (plain - huge) / plain:4.1f}% less)")
-            print(f"  {'':10s} find+get_code in-process: stock {before:6.1f} ms"
-                  f" (find {ip['plain'][0]:.1f}, code {ip['plain'][1]:.1f}),"
-                  f" image {after:6.1f} ms (find {ip['image'][0]:.1f},"
-                  f" code {ip['image'][1]:.1f}): "
-                  f"{100 * (before - after) / before:4.1f}% removed")
+            ip = in_process(argv, image)
             first, second, (c_plain, c_image, c_auto) = auto_captured(
                 cmd, image, args.runs, tmp)
-            print(f"  {'':10s} WARMSTART=auto, output captured: first run"
-                  f" {first:.1f} ms, second {second:.1f} ms; alternating:"
-                  f" stock {c_plain:.1f}, image {c_image:.1f},"
-                  f" auto {c_auto:.1f} ms"
-                  f" ({'not slower' if c_auto <= c_image * 1.03 else 'SLOWER'}"
-                  f" than the image)")
             floor, size = page_floor(image)
-            if floor is None:
-                print(f"  {'':10s} page floor: not measured (the kernel lacks"
-                      f" MADV_POPULATE_WRITE)")
-                continue
-            print(f"  {'':10s} page floor: {size / 2**20:.1f} MB of objects made"
-                  f" private in {floor:.1f} ms = {100 * floor / before:.1f}% of"
-                  f" stock find+get_code (about"
-                  f" {100 * (before - floor) / before:.0f}% at most can be"
-                  f" removed)")
+            w = {"label": label, "argv": argv, "stock_ms": plain,
+                 "image_ms": warm, "huge_ms": huge,
+                 "in_process_ms": {k: {"find": ip[p][0], "code": ip[p][1]}
+                                   for k, p in (("stock", "plain"),
+                                                ("image", "image"))},
+                 "auto_captured_ms": {"first": first, "second": second,
+                                      "stock": c_plain, "image": c_image,
+                                      "auto": c_auto},
+                 "page_floor_ms": floor, "page_floor_bytes": size}
+            result["workloads"].append(w)
+            print("\n".join(workload_lines(w, width, args.verbose)),
+                  flush=True)
         # Activation with an image the program does not use.
         unused = os.path.join(tmp, "unused.img")
         subprocess.run([sys.executable, "-m", "warmstart", "build", "-o",
@@ -269,8 +341,7 @@ def main():
                        capture_output=True, env=env_without_warmstart())
         plain, warm = side_by_side([sys.executable, "-c", "pass"], unused,
                                    max(args.runs * 4, 40))
-        print(f"  activation, image not used (python -c pass): "
-              f"{warm - plain:+.2f} ms ({plain:.1f} -> {warm:.1f} ms)")
+        result["activation_ms"] = {"stock": plain, "image": warm}
     # The .pth file when no image is set, in-process: the installed one,
     # read, compiled and run as site does at every interpreter start.
     import site
@@ -282,10 +353,16 @@ def main():
     t = time.perf_counter()
     for _ in range(n):
         site.addpackage(sitedir, "00-warmstart.pth", set())
-    per = (time.perf_counter() - t) / n * 1e6
+    result["hook_us"] = (time.perf_counter() - t) / n * 1e6
     os.environ.update(env_saved)
-    print(f"  start-up hook with no image set: {per:.1f} us per interpreter"
-          f" start (site reads, compiles and runs 00-warmstart.pth)")
+    lines = overhead_lines(result, args.verbose)
+    if lines:
+        print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
 
 if __name__ == "__main__":
     main()

@@ -14,10 +14,10 @@ the machine is a VM that hands free memory back to its host, huge pages
 are then slow to get (--cold 0 leaves this out).
 
 Each side runs in a new process because an image materialises a module
-once per process.  Prints medians, the ratio, where the image's time goes,
-and the image size against the .pyc files it replaces.
+once per process.  Prints medians, the ratio and the image size against
+the .pyc files it replaces; with -v, also where the image's time goes.
 
-    python bench/materialise.py [--repeat N] [--no-tests] [--json FILE]
+    python bench/materialise.py [--repeat N] [--no-tests] [--json FILE] [-v]
 """
 import argparse
 import json
@@ -88,12 +88,46 @@ def run_child(mode, image_path, blobs_path, pause=0):
     return json.loads(out.stdout)
 
 
+def report(r, verbose=False):
+    """The lines printed for result *r*: the headline figures, and with
+    *verbose* the details (open time, profile, page faults)."""
+    lines = [
+        f"Python {r['python']}: {r['modules']} stdlib modules, "
+        f"{r['code_objects']} code objects",
+        f"  marshal.loads (pyc bytes in memory): {r['marshal_ms']:8.2f} ms",
+        f"  image get_code (lazy, all modules):  {r['image_ms']:8.2f} ms"
+        f"   -> {r['speedup']}x faster",
+        f"  the same into huge pages:            {r['huge_ms']:8.2f} ms"
+        f"   -> {r['huge_speedup']}x faster"]
+    if r["cold_image_ms"]:
+        lines.append(f"  cold (after 10 s idle): image {r['cold_image_ms']:.2f}"
+                     f" ms, huge pages {r['cold_huge_ms']:.2f} ms")
+    lines.append(f"  size: image {r['image_bytes'] / 1e6:.1f} MB vs .pyc "
+                 f"{r['pyc_bytes'] / 1e6:.1f} MB -> {r['size_ratio']}x")
+    if not verbose:
+        return lines
+    p, hp = r["profile_ms"], r["huge_profile_ms"]
+    lines += [
+        f"  image open: {r['open_us']:.1f} us",
+        f"  where the image time goes (profiled run): checksums "
+        f"{p['checksum']} ms, fix-up {p['fixup']} ms (interning "
+        f"{r['interned']} strings: {p['intern']} ms), frozensets "
+        f"{p['frozensets']} ms; with huge pages: fix-up {hp['fixup']} ms, "
+        f"copying {r['huge_chunks']} chunks {hp['chunks']} ms",
+        f"  page faults: image {r['minflt_image']:.0f}, marshal "
+        f"{r['minflt_marshal']:.0f}; at {r['ns_per_fault'] / 1e3:.1f} us "
+        f"each, ~{r['fault_ms_estimate']} ms of the image time"]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-tests", action="store_true",
                     help="leave out the stdlib's test package")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="also print where the image's time goes")
     ap.add_argument("--cold", type=int, default=2,
                     help="cold runs of each image side (default 2)")
     args = ap.parse_args()
@@ -163,31 +197,9 @@ def main():
                             for k in prof_huge if k.startswith("ns_")
                             and k != "ns_per_fault"},
         "huge_chunks": prof_huge["chunks_private"],
+        "ns_per_fault": prof["ns_per_fault"],
     }
-    print(f"Python {result['python']}: {result['modules']} stdlib modules, "
-          f"{result['code_objects']} code objects")
-    print(f"  marshal.loads (pyc bytes in memory): {m_ms:8.2f} ms")
-    print(f"  image get_code (lazy, all modules):  {i_ms:8.2f} ms"
-          f"   -> {result['speedup']}x faster")
-    print(f"  the same into huge pages:            {h_ms:8.2f} ms"
-          f"   -> {result['huge_speedup']}x faster")
-    if ci_ms:
-        print(f"  cold (after 10 s idle): image {ci_ms:.2f} ms, huge pages "
-              f"{ch_ms:.2f} ms")
-    print(f"  image open: {open_us:.1f} us")
-    p = result["profile_ms"]
-    print(f"  where the image time goes (profiled run): checksums "
-          f"{p['checksum']} ms, fix-up {p['fixup']} ms (interning "
-          f"{result['interned']} strings: {p['intern']} ms), frozensets "
-          f"{p['frozensets']} ms; with huge pages: fix-up "
-          f"{result['huge_profile_ms']['fixup']} ms, copying "
-          f"{result['huge_chunks']} chunks "
-          f"{result['huge_profile_ms']['chunks']} ms")
-    print(f"  page faults: image {result['minflt_image']:.0f}, marshal "
-          f"{result['minflt_marshal']:.0f}; at {prof['ns_per_fault'] / 1e3:.1f} "
-          f"us each, ~{result['fault_ms_estimate']} ms of the image time")
-    print(f"  size: image {summary['size'] / 1e6:.1f} MB vs .pyc "
-          f"{pyc_bytes / 1e6:.1f} MB -> {result['size_ratio']}x")
+    print("\n".join(report(result, args.verbose)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

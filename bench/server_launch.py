@@ -10,12 +10,15 @@ cannot look fast.
 
 Run it in a venv where warmstart is installed (make demo does).
 
-    python bench/server_launch.py [--runs N] [--heavy]
+    python bench/server_launch.py [--runs N] [--heavy] [--json FILE] [-v]
+
+-v also prints what spawning a process costs this harness.
 
 --heavy adds sympy and, on 3.11, `aws --version` (installed into this
 venv if missing).
 """
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -82,45 +85,69 @@ def ensure(package, module=None):
                            package], capture_output=True).returncode == 0
 
 
+def workload_line(w, width):
+    """The line printed for one workload's results *w*."""
+    if w.get("error"):
+        return f"  {w['label']:{width}s} {w['error']}"
+    return (f"  {w['label']:{width}s} direct {w['direct_ms']:7.1f} ms   served "
+            f"{w['served_ms']:6.1f} ms   "
+            f"{w['direct_ms'] / w['served_ms']:5.1f}x faster")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--heavy", action="store_true")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="also print the harness's own cost per process")
     args = ap.parse_args()
     py = sys.executable
-    workloads = [("python -c pass", [py, "-c", "pass"]),
-                 ("stdlib set", [py, "-c", STDLIB]),
-                 ("pip --version", [py, "-m", "pip", "--version"])]
+    # python's arguments for each workload (-c ... and -m pip --version as
+    # in import_time.py, so that make demo can set them side by side).
+    workloads = [("python -c pass", ["-c", "pass"]),
+                 ("stdlib set", ["-c", STDLIB]),
+                 ("pip --version", ["-m", "pip", "--version"])]
     if args.heavy:
         if ensure("sympy"):
-            workloads.append(("import sympy", [py, "-c", "import sympy"]))
+            workloads.append(("import sympy", ["-c", "import sympy"]))
         if sys.version_info[:2] == (3, 11) and ensure("awscli"):
             aws = shutil.which("aws", path=os.path.dirname(py))
             if aws:
-                workloads.append(("aws --version", [py, aws, "--version"]))
-    print(f"Python {sys.version.split()[0]}: direct vs through the warm "
+                workloads.append(("aws --version", [aws, "--version"]))
+    width = max(15, *(len(label) for label, _ in workloads))
+    result = {"python": sys.version.split()[0], "runs": args.runs,
+              "workloads": []}
+    print(f"Python {result['python']}: direct vs through the warm "
           f"server, median of {args.runs} alternating runs")
     true = shutil.which("true")
     floor = statistics.median(run([true], os.environ)[0]
                               for _ in range(args.runs * 2)) * 1e3
-    print(f"  (this harness spawning /bin/true takes {floor:.1f} ms: part of "
-          f"every figure below)")
+    result["harness_ms"] = floor
+    if args.verbose:
+        print(f"  (this harness spawning /bin/true takes {floor:.1f} ms: part"
+              f" of every figure below)")
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("WARMSTART")}
         env["WARMSTART_SERVER_DIR"] = os.path.join(tmp, "servers")
         try:
-            for label, cmd in workloads:
-                r = side_by_side(cmd, env, args.runs)
+            for label, argv in workloads:
+                w = {"label": label, "argv": argv}
+                r = side_by_side([py, *argv], env, args.runs)
                 if r is None:
-                    print(f"  {label:15s} no server (see its log)")
-                    continue
-                direct, served = r
-                print(f"  {label:15s} direct {direct:7.1f} ms   served "
-                      f"{served:6.1f} ms   {direct / served:5.1f}x faster")
+                    w["error"] = "no server (see its log)"
+                else:
+                    w["direct_ms"], w["served_ms"] = r
+                result["workloads"].append(w)
+                print(workload_line(w, width), flush=True)
         finally:
             subprocess.run([py, "-m", "warmstart", "server", "stop"], env=env,
                            capture_output=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
 
 
 if __name__ == "__main__":

@@ -90,3 +90,43 @@ def test_table_and_chart(tmp_path):
     assert json.load(open(base + ".json")) == results
     png = open(base + ".png", "rb").read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def _write(d, name, data):
+    d.mkdir(exist_ok=True)
+    (d / (name + ".json")).write_text(json.dumps(data))
+
+
+def test_demo_summary_joins_the_scripts_results_by_command(tmp_path):
+    """make demo's closing table: one row per command, the image figures
+    from import_time.json and the server's from server_launch.json, each
+    speed-up against the direct runs that alternated with it."""
+    import demo_summary
+    d = tmp_path / "3.12.1"
+    pipv = ["-m", "pip", "--version"]
+    _write(d, "import_time", {"python": "3.12.1", "workloads": [
+        {"label": "pip --version", "argv": pipv,
+         "stock_ms": 200.0, "image_ms": 160.0}]})
+    _write(d, "server_launch", {"python": "3.12.1", "workloads": [
+        {"label": "python -c pass", "argv": ["-c", "pass"],
+         "direct_ms": 20.0, "served_ms": 4.0},
+        {"label": "pip --version", "argv": pipv,
+         "direct_ms": 210.0, "served_ms": 7.0}]})
+    lines = demo_summary.summary([str(d)])
+    text = "\n".join(lines)
+    assert "Python 3.12.1" in text
+    pip, = [line.split() for line in lines
+            if line.startswith("  pip --version ") and "ms" in line]
+    assert pip[2:] == ["200.0", "ms", "160.0", "ms", "1.25x",
+                       "7.0", "ms", "30.0x"]
+    bare, = [line.split() for line in lines
+             if line.startswith("  python -c pass ") and "ms" in line]
+    assert bare[3:] == ["20.0", "ms", "-", "-", "4.0", "ms", "5.00x"]
+    assert "(no results from bench/materialise.py)" in text
+    assert "pip --version 210.0 ms" in text     # the server runs' direct
+
+
+def test_demo_summary_says_what_is_missing(tmp_path):
+    import demo_summary
+    text = "\n".join(demo_summary.summary([str(tmp_path / "3.15")]))
+    assert "3.15: no results in" in text
