@@ -104,8 +104,28 @@ def test_version_and_bare():
         assert cmd in p.stdout
 
 
+@pytest.mark.parametrize("args, status", [(["--help"], 0),
+                                          (["cache", "list"], 1)])
+def test_a_reader_that_leaves_gets_no_traceback(tmp_path, args, status):
+    """`warmstart cache list | head`: stdout's reader is gone (argparse
+    itself ignores a failed write of --help)."""
+    r, w = os.pipe()
+    os.close(r)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
+    env["WARMSTART_CACHE"] = str(tmp_path / "cache")
+    env["WARMSTART_SERVER_DIR"] = str(tmp_path / "servers")
+    try:
+        p = subprocess.run([PY, "-m", "warmstart", *args], stdout=w,
+                           stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=60)
+    finally:
+        os.close(w)
+    assert (p.stderr, p.returncode) == ("", status)
+
+
 @pytest.mark.parametrize("cmd", ["build", "info", "run", "exec", "server",
-                                 "shim", "client-path", "profile"])
+                                 "shim", "client-path", "profile",
+                                 "cache", "doctor"])
 def test_every_command_explains_itself(cmd):
     p = cli(cmd, "--help")
     assert p.returncode == 0

@@ -388,8 +388,21 @@ def _exec_fast(argv):
 
 
 def main(argv=None):
-    if argv is None:
-        argv = sys.argv[1:]
+    try:
+        try:
+            return _main(sys.argv[1:] if argv is None else argv)
+        finally:
+            sys.stdout.flush()      # here, where a closed pipe is caught
+    except BrokenPipeError:
+        # `warmstart cache list | head`: the reader left; say nothing more,
+        # and let the interpreter's final flush of stdout fail quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+
+
+def _main(argv):
     _exec_fast(argv)
     import argparse
     ap = argparse.ArgumentParser(
