@@ -104,11 +104,11 @@ def test_version_and_bare():
         assert cmd in p.stdout
 
 
-@pytest.mark.parametrize("args, status", [(["--help"], 0),
-                                          (["cache", "list"], 1)])
+@pytest.mark.parametrize("args, status", [(["--help"], (0, 1)),
+                                          (["cache", "list"], (1,))])
 def test_a_reader_that_leaves_gets_no_traceback(tmp_path, args, status):
-    """`warmstart cache list | head`: stdout's reader is gone (argparse
-    itself ignores a failed write of --help)."""
+    """`warmstart cache list | head`: stdout's reader is gone (newer
+    argparse ignores a failed write of --help itself: status 0)."""
     r, w = os.pipe()
     os.close(r)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART")}
@@ -120,7 +120,7 @@ def test_a_reader_that_leaves_gets_no_traceback(tmp_path, args, status):
                            timeout=60)
     finally:
         os.close(w)
-    assert (p.stderr, p.returncode) == ("", status)
+    assert p.stderr == "" and p.returncode in status, p
 
 
 @pytest.mark.parametrize("cmd", ["build", "info", "run", "exec", "server",
